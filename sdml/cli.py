@@ -1,0 +1,103 @@
+"""Command line: ``python -m sdml train | bench | hierarchy``."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import re
+import sys
+from dataclasses import fields
+
+from .config import PROFILES, Config, make_config
+
+_FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?#\s*(.+)$")
+
+
+def field_help() -> dict[str, str]:
+    """Each config field's comment in ``config.py``: the one place fields are documented."""
+    out = {}
+    for line in inspect.getsource(Config).splitlines():
+        m = _FIELD_LINE.match(line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; allowed: true, false")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--field`` option per config field; unset options keep the profile's value."""
+    helps = field_help()
+    parser.add_argument("--profile", default="paper", choices=sorted(PROFILES),
+                        help="preset of the config: paper (Table 1), smoke (seconds), demo (minutes)")
+    for f in fields(Config):
+        if f.name == "profile":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        kind = {bool: _parse_bool, int: int, float: float, str: str}.get(type(default))
+        if f.name == "milestones":
+            parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=None,
+                                help=f"{helps.get(f.name, '')} (paper: {' '.join(map(str, default))})")
+            continue
+        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+                            help=f"{helps.get(f.name, '')} (paper: {default})")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {f.name: getattr(args, f.name) for f in fields(Config) if f.name != "profile"}
+    return make_config(args.profile, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sdml", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train K peers with DML and (superclass) mixup",
+                       description="Train (or resume) one DML run into a run folder.")
+    p.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
+    add_config_options(p)
+
+    p = sub.add_parser("bench", help="training-step throughput (one JSON line)",
+                       description="Time the K-peer training step on random data; prints JSON.")
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
+    add_config_options(p)
+
+    p = sub.add_parser("hierarchy", help="derive superclasses from WordNet and compare with CIFAR-100's",
+                       description="Cut the WordNet hierarchy of the 100 classes into k groups.")
+    p.add_argument("--k", type=int, default=20, help="number of superclasses, 2..99")
+    p.add_argument("--out", required=True, help="JSON mapping to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .train import train
+
+            cfg = config_from_args(args)
+            train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        elif args.command == "bench":
+            from .bench import bench_step
+
+            cfg = config_from_args(args)
+            print(json.dumps(bench_step(cfg, steps=args.steps, warmup=args.warmup)))
+        elif args.command == "hierarchy":
+            from .wordnet import run_hierarchy
+
+            result = run_hierarchy(args.k, args.out)
+            print(json.dumps(result))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"sdml {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,58 @@
+"""The Deep Mutual Learning loss on mixed samples.
+
+For K peers with logits z_k on the same mixed batch, peer k minimises (Zhang, Xiang, Hospedales
+& Lu, "Deep Mutual Learning", CVPR 2018; mixed targets from Zhang et al., "mixup", ICLR 2018)::
+
+    L_k = 1/B sum_b [ lam_b CE(z_kb, y_b) + (1 - lam_b) CE(z_kb, y'_b) ]
+        + T^2 / (K - 1) sum_{j != k} 1/B sum_b KL( p_jb || p_kb )
+
+with p = softmax(z / T) and the peers' p_j treated as constants (detached), so that each peer's
+loss sends gradient into that peer only. With T = 1 (the default and the paper's setting) the
+KL term is DML's exactly; T^2 keeps gradient scales comparable for other T (Hinton et al., 2015).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def mixed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor,
+                        lam: torch.Tensor) -> torch.Tensor:
+    """(K,) batch mean of lam * CE(z, y) + (1 - lam) * CE(z, y') per peer; logits (K, B, C)."""
+    log_p = F.log_softmax(logits.float(), dim=-1)  # (K, B, C)
+    k = logits.shape[0]
+    nll_y = -log_p.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1)  # (K, B)
+    nll_p = -log_p.gather(-1, y_partner.expand(k, -1).unsqueeze(-1)).squeeze(-1)  # (K, B)
+    lam = lam.float()
+    return (lam * nll_y + (1 - lam) * nll_p).mean(dim=1)
+
+
+def mutual_kl(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """(K,) mean over peers j != k of the batch-mean KL(p_j || p_k), p_j detached; times T^2."""
+    k = logits.shape[0]
+    if k < 2:
+        raise ValueError(f"peers: {k} given; mutual learning needs at least 2")
+    log_p = F.log_softmax(logits.float() / temperature, dim=-1)  # (K, B, C)
+    log_q = log_p.detach()
+    q = log_q.exp()
+    neg_entropy = (q * log_q).sum(-1)  # (K, B): sum_c p_j log p_j, per teacher j
+    cross = torch.einsum("jbc,kbc->jkb", q, log_p)  # (K, K, B): sum_c p_j log p_k
+    kl = neg_entropy.unsqueeze(1) - cross  # (K, K, B): KL(p_j || p_k)
+    off_diag = ~torch.eye(k, dtype=torch.bool, device=logits.device)
+    kl = (kl.mean(-1) * off_diag).sum(0) / (k - 1)  # (K,)
+    return kl * temperature ** 2
+
+
+def dml_losses(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, lam: torch.Tensor,
+               temperature: float = 1.0) -> torch.Tensor:
+    """(K,) per-peer DML loss on a mixed batch (formula in the module docstring).
+
+    Args:
+        logits: (K, B, C) logits of K peers on the same mixed batch (computed in fp32 here).
+        y, y_partner: (B,) labels of each sample and of its mixing partner.
+        lam: (B,) weight of y in the mixed target.
+        temperature: softmax temperature of the KL term.
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"logits: shape {tuple(logits.shape)}; expected (K, B, C)")
+    return mixed_cross_entropy(logits, y, y_partner, lam) + mutual_kl(logits, temperature)

@@ -1,0 +1,249 @@
+"""Deep Mutual Learning with superclass-aware mixup: one explicit training function.
+
+:func:`train` runs (or resumes) a run folder; :func:`train_one_epoch` and :func:`evaluate` return
+dicts of metrics and never plot.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .config import Config
+from .losses import dml_losses
+from .mixup import mix_batch
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency; keep the library importable
+    tqdm = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; asking for a missing device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' asked for but no CUDA device is available; allowed here: auto, cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device: 'mps' asked for but MPS is not available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def resolve_fuse(fuse: str, device: torch.device) -> str:
+    """``auto``: grouped convolutions on CUDA (one launch for all peers), a loop on the CPU."""
+    if fuse != "auto":
+        return fuse
+    return "grouped" if device.type == "cuda" else "loop"
+
+
+def stream_seed(seed: int, *keys) -> int:
+    """A 63-bit seed derived from the run seed and keys; epochs get independent streams."""
+    digest = hashlib.sha256(repr((seed, *keys)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def lr_schedule(cfg: Config) -> list[float]:
+    """Learning rate of each epoch: lr * gamma^(number of milestones passed)."""
+    return [cfg.lr * cfg.gamma ** sum(e >= m for m in cfg.milestones) for e in range(cfg.epochs)]
+
+
+def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str):
+    """K peers with weights drawn from the run seed, without touching global random state."""
+    from .models import build_peers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(cfg.seed, "init"))
+        model = build_peers(cfg.peers, fuse=fuse, depth=cfg.depth, num_classes=num_classes,
+                            width=cfg.width, shortcut=cfg.shortcut)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_optimizer(cfg: Config, model) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum over all peers' parameters (SGD is per element, so one
+    optimiser over K peers equals K optimisers)."""
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+
+
+def train_step(model, optimizer, x, y, cfg: Config, superclass_of: torch.Tensor,
+               gen: torch.Generator, mix_params: dict, use_amp: bool):
+    """One DML step on a batch; returns the (K,) losses, the partners' labels and the ratios."""
+    # mix: every peer sees the same mixed batch
+    xm, y, y_partner, lam = mix_batch(x, y, cfg.method, superclass_of, gen, **mix_params)
+    if use_amp:
+        xm = xm.contiguous(memory_format=torch.channels_last)
+    # forward: (K, B, C) logits, bf16 on CUDA; the losses in fp32
+    with torch.autocast(xm.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(xm)
+    losses = dml_losses(logits.float(), y, y_partner, lam, cfg.temperature)  # (K,)
+    # backward + update: each peer's loss only reaches that peer (teachers are detached)
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    optimizer.step()
+    return losses.detach(), y_partner, lam
+
+
+def train_one_epoch(model, optimizer, data, cfg: Config, superclass_of: torch.Tensor, epoch: int,
+                    mix_params: dict, device: torch.device, progress: bool = False) -> dict:
+    """One pass over the train split; returns the epoch's mean losses and mixing statistics."""
+    from .data import train_batches
+
+    gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", epoch))
+    n_batches = data.train_x.shape[0] // cfg.batch_size
+    if cfg.max_steps_per_epoch:
+        n_batches = min(n_batches, cfg.max_steps_per_epoch)
+    use_amp = device.type == "cuda"
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, ce+kl per peer mean, same, lam
+    peer_sums = torch.zeros(cfg.peers, dtype=torch.float64, device=device)
+    model.train()
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not progress or tqdm is None) if tqdm else None
+    t0 = time.perf_counter()
+    steps = 0
+    for step, (x, y) in enumerate(train_batches(data, cfg.batch_size, gen, augment=cfg.augment)):
+        if step >= n_batches:
+            break
+        losses, y_partner, lam = train_step(model, optimizer, x, y, cfg, superclass_of, gen,
+                                            mix_params, use_amp)
+        # statistics stay on the device: no host sync inside the loop
+        same = (superclass_of[y] == superclass_of[y_partner]).double().mean()
+        sums += torch.stack([losses.detach().sum().double(), losses.detach().mean().double(),
+                             same, lam.double().mean()])
+        peer_sums += losses.detach().double()
+        steps += 1
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if steps == 0:
+        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the train split "
+                         f"({data.train_x.shape[0]} samples); no step was taken")
+    mean = (sums / steps).tolist()
+    return {"train_loss": (peer_sums / steps).tolist(), "train_loss_total": mean[0],
+            "same_superclass_share": mean[2], "mean_lam": mean[3], "steps": steps,
+            "train_seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds}
+
+
+@torch.no_grad()
+def predict(model, data, batch_size: int, device: torch.device) -> torch.Tensor:
+    """(K, N, C) float32 test probabilities of every peer."""
+    from .data import eval_batches
+
+    model.eval()
+    out = []
+    for x, _, _ in eval_batches(data, batch_size):
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        out.append(torch.softmax(logits.float(), dim=-1))
+    return torch.cat(out, dim=1)
+
+
+def evaluate(probs: torch.Tensor, y: torch.Tensor, superclass_of: torch.Tensor) -> dict:
+    """Top-1 of each peer and of their averaged prediction, fine and superclass; test NLL.
+
+    Args:
+        probs: (K, N, C) probabilities; y: (N,) fine labels; superclass_of: (C,) ids.
+    """
+    sc = superclass_of.to(y.device)
+    ens = probs.mean(0)  # (N, C) the peers' ensemble: averaged probabilities
+    pred = probs.argmax(-1)  # (K, N)
+    nll = -torch.log(probs.gather(-1, y.expand(probs.shape[0], -1).unsqueeze(-1)).clamp_min(1e-12))
+    return {
+        "test_acc": (pred == y).float().mean(1).mul(100).tolist(),
+        "ensemble_acc": (ens.argmax(-1) == y).float().mean().mul(100).item(),
+        "superclass_acc": (sc[pred] == sc[y]).float().mean(1).mul(100).tolist(),
+        "ensemble_superclass_acc": (sc[ens.argmax(-1)] == sc[y]).float().mean().mul(100).item(),
+        "test_loss": nll.squeeze(-1).mean(1).tolist(),
+    }
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          log=print) -> list[dict]:
+    """Train (or resume) the run in ``run_dir``; returns all metric rows of the run.
+
+    Writes ``config.json``, appends to ``metrics.jsonl`` and checkpoints atomically after every
+    epoch; a non-finite loss stops the run with ``FloatingPointError`` and keeps the last good
+    checkpoint.
+    """
+    from .data import load_dataset, to_device
+    from .hierarchy import resolve_superclasses, superclass_of as cifar_superclass_of
+
+    run_dir = Path(run_dir)
+    cfg.validate()
+    device = resolve_device(cfg.device)  # fail before touching the run folder
+    # setup: superclasses, data and mixing parameters (all validated before the folder is used)
+    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
+    mix_params = resolve_mix_params(cfg)
+    arrays = load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
+                          synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
+                                         n_test_per_class=cfg.synthetic_test_per_class,
+                                         seed=cfg.synthetic_seed))
+    cfg, first_epoch = runs.start(run_dir, cfg, resume, extra={"superclasses": sc.to_json()})
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    fuse = resolve_fuse(cfg.fuse, device)
+    data = to_device(arrays, device)
+    superclass_of = sc.of.to(device)
+    cifar_of = cifar_superclass_of().to(device)
+    model = build_model(cfg, len(arrays.fine_names), device, fuse)
+    optimizer = make_optimizer(cfg, model)
+    done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
+    lrs = lr_schedule(cfg)
+    log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
+        f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
+    for epoch in range(done, cfg.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = lrs[epoch]
+        # train
+        row = {"epoch": epoch + 1, "lr": lrs[epoch]}
+        row.update(train_one_epoch(model, optimizer, data, cfg, superclass_of, epoch, mix_params,
+                                   device, progress))
+        if not all(math.isfinite(v) for v in row["train_loss"]):
+            raise FloatingPointError(
+                f"non-finite training loss {row['train_loss']} in epoch {epoch + 1}; the run stopped "
+                f"and {run_dir / runs.CHECKPOINT} still holds epoch {epoch} (try a lower --lr)")
+        # evaluate on the test split; superclass accuracy uses the dataset's own superclasses
+        probs = predict(model, data, cfg.eval_batch_size, device)
+        row.update(evaluate(probs, data.test_y, cifar_of))
+        # log, then checkpoint (a kill in between is repaired on resume by trimming the log)
+        runs.append_metrics(run_dir, row)
+        runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)
+        log(summary_line(row, cfg.epochs))
+    if done < cfg.epochs or not (run_dir / runs.PREDICTIONS).exists():
+        probs = predict(model, data, cfg.eval_batch_size, device)
+        from .io import atomic_torch_save
+
+        atomic_torch_save({"probs": probs.half().cpu(), "y": data.test_y.cpu(),
+                           "coarse": data.test_coarse.cpu()}, run_dir / runs.PREDICTIONS)
+    return runs.read_metrics(run_dir)
+
+
+def resolve_mix_params(cfg: Config) -> dict:
+    params = cfg.mix_params()
+    if cfg.method == "superclass-soft":
+        from .wordnet import load_similarity, normalised_similarity
+
+        params["similarity"] = normalised_similarity(load_similarity())
+    return params
+
+
+def summary_line(row: dict, epochs: int) -> str:
+    accs = " ".join(f"{a:.2f}" for a in row["test_acc"])
+    losses = " ".join(f"{v:.3f}" for v in row["train_loss"])
+    return (f"epoch {row['epoch']:>3}/{epochs} lr {row['lr']:.4g} loss {losses} | test top-1 {accs} "
+            f"ens {row['ensemble_acc']:.2f} | superclass {row['ensemble_superclass_acc']:.2f} | "
+            f"{row['images_per_s']:.0f} img/s")
