@@ -46,17 +46,17 @@ class Config:
     peers: int = 2                     # K models trained together
     temperature: float = 1.0           # softmax temperature of the KL term
     # --- optimisation
-    epochs: int = 200
+    epochs: int = 200                  # passes over the train split
     batch_size: int = 64               # samples per step; all peers see the same mixed batch
     lr: float = 0.1                    # initial learning rate
     momentum: float = 0.9              # Nesterov momentum
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4         # L2 penalty of SGD, on all parameters
     milestones: tuple[int, ...] = (60, 120, 180)  # epochs where lr is multiplied by gamma
-    gamma: float = 0.1
-    eval_batch_size: int = 1000
+    gamma: float = 0.1                 # lr factor at each milestone
+    eval_batch_size: int = 1000        # test samples per forward pass
     max_steps_per_epoch: int = 0       # 0 = the whole train split each epoch
     # --- execution
-    seed: int = 0
+    seed: int = 0                      # the run seed: weights, shuffling, augmentation, mixing
     device: str = "auto"               # auto | cpu | cuda | mps
     fuse: str = "auto"                 # loop | grouped | auto (grouped on CUDA, loop on CPU)
     compile: str = "auto"              # on | off | auto (on for CUDA)

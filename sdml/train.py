@@ -171,8 +171,11 @@ def evaluate(probs: torch.Tensor, y: torch.Tensor, superclass_of: torch.Tensor) 
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          log=print) -> list[dict]:
+          log=print, on_epoch=None) -> list[dict]:
     """Train (or resume) the run in ``run_dir``; returns all metric rows of the run.
+
+    ``log`` receives one summary line per epoch; ``on_epoch``, if given, each epoch's metric row
+    once it is saved (notebooks use it to redraw learning curves).
 
     Writes ``config.json``, appends to ``metrics.jsonl`` and checkpoints atomically after every
     epoch; a non-finite loss stops the run with ``FloatingPointError`` and keeps the last good
@@ -223,6 +226,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         runs.append_metrics(run_dir, row)
         runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)
         log(summary_line(row, cfg.epochs))
+        if on_epoch is not None:
+            on_epoch(row)
     if done < cfg.epochs or not (run_dir / runs.PREDICTIONS).exists():
         probs = predict(model, data, cfg.eval_batch_size, device)
         from .io import atomic_torch_save

@@ -25,7 +25,7 @@ def test_run_folder_contents_and_metrics(tmp_path):
     cfg = tiny(tmp_path)
     rows = train_mod.train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.005, 0.005])
+    assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.05, 0.005])  # milestone 2: drop after 2 epochs
     for r in rows:
         assert len(r["test_acc"]) == 2 and all(0 <= a <= 100 for a in r["test_acc"])
         assert r["steps"] == 3

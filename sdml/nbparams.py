@@ -1,0 +1,97 @@
+"""The notebooks' parameters: one spec, validated by the cell after each ``parameters`` cell.
+
+papermill only warns about parameter names a notebook does not declare; the runner and the
+notebooks call :func:`validate` so that a typo or a bad value stops the run at once with a
+message that names the parameter and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import DATASETS, DEVICES, PROFILES
+from .mixup import METHODS
+
+NOTEBOOKS = ("01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
+             "04_train_dml", "05_results")
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    check: Callable[[Any], bool]
+    allowed: str  # what the error message says is allowed
+
+
+def _one_of(values) -> Param:
+    return lambda default: Param(default, lambda v: v in values, "one of " + ", ".join(map(str, values)))
+
+
+def _int(lo: int, hi: int | None = None) -> Callable[[int], Param]:
+    span = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
+    return lambda default: Param(default, lambda v: isinstance(v, int) and not isinstance(v, bool)
+                                 and v >= lo and (hi is None or v <= hi), span)
+
+
+def _bool(default: bool) -> Param:
+    return Param(default, lambda v: isinstance(v, bool), "True or False")
+
+
+def _str(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and v != "", "a non-empty string")
+
+
+def _methods(default: list) -> Param:
+    return Param(default, lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(m in METHODS for m in v),
+                 "a non-empty list of " + ", ".join(METHODS))
+
+
+COMMON: dict[str, Param] = {
+    "profile": _one_of(tuple(PROFILES))("smoke"),     # config preset
+    "data": _one_of(DATASETS)("synthetic"),            # dataset
+    "data_dir": _str("data"),                          # where archives live
+    "seed": _int(0)(0),                                # random seed
+    "run_root": _str("runs/smoke"),                    # run folder of this profile
+    "figures_dir": _str("figures/smoke"),              # where PNG figures go
+    "interactive": _bool(False),                       # widgets (JupyterLab) or static figures
+}
+
+SPECS: dict[str, dict[str, Param]] = {
+    "01_superclass_hierarchy": {"wordnet_k": _int(2, 99)(20)},
+    "02_mixing_preview": {"grid_pairs": _int(1, 12)(4)},
+    "03_ratio_distributions": {"n_samples": _int(100)(20000)},
+    "04_train_dml": {
+        "method": _one_of(METHODS)("superclass-beta"),
+        "superclasses": _str("cifar"),
+        "peers": _int(2)(2),
+        "epochs": _int(0)(0),                          # 0: the profile's
+        "device": _one_of(DEVICES)("auto"),
+        "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
+    },
+    "05_results": {"methods": _methods(["none", "mixup", "superclass-choice", "superclass-beta"])},
+}
+
+
+def spec(notebook: str) -> dict[str, Param]:
+    if notebook not in SPECS:
+        raise ValueError(f"notebook: {notebook!r} is not a notebook of the kit; allowed: {', '.join(NOTEBOOKS)}")
+    return {**COMMON, **SPECS[notebook]}
+
+
+def defaults(notebook: str) -> dict[str, Any]:
+    return {name: p.default for name, p in spec(notebook).items()}
+
+
+def validate(notebook: str, **params) -> dict[str, Any]:
+    """Check every parameter's name and value; returns the full set with defaults filled in."""
+    allowed = spec(notebook)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a parameter of notebook {notebook}; allowed: "
+                         f"{', '.join(allowed)}")
+    out = {**defaults(notebook), **params}
+    for name, value in out.items():
+        if not allowed[name].check(value):
+            raise ValueError(f"{name}: {value!r} is not allowed in notebook {notebook}; "
+                             f"allowed: {allowed[name].allowed}")
+    return out
