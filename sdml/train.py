@@ -14,8 +14,7 @@ import torch
 
 from . import runs
 from .config import Config
-from .losses import dml_losses
-from .mixup import mix_batch
+from .step import Stepper, plan_epoch
 
 try:
     from tqdm.auto import tqdm
@@ -68,71 +67,66 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str):
     return model
 
 
-def make_optimizer(cfg: Config, model) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum over all peers' parameters (SGD is per element, so one
-    optimiser over K peers equals K optimisers)."""
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+    optimiser over K peers equals K optimisers). A tensor lr lets a compiled step follow the
+    schedule without recompiling."""
+    device = next(model.parameters()).device
+    lr = torch.tensor(cfg.lr, device=device) if tensor_lr else cfg.lr
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
                            nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
 
 
-def train_step(model, optimizer, x, y, cfg: Config, superclass_of: torch.Tensor,
-               gen: torch.Generator, mix_params: dict, use_amp: bool):
-    """One DML step on a batch; returns the (K,) losses, the partners' labels and the ratios."""
-    # mix: every peer sees the same mixed batch
-    xm, y, y_partner, lam = mix_batch(x, y, cfg.method, superclass_of, gen, **mix_params)
-    if use_amp:
-        xm = xm.contiguous(memory_format=torch.channels_last)
-    # forward: (K, B, C) logits, bf16 on CUDA; the losses in fp32
-    with torch.autocast(xm.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        logits = model(xm)
-    losses = dml_losses(logits.float(), y, y_partner, lam, cfg.temperature)  # (K,)
-    # backward + update: each peer's loss only reaches that peer (teachers are detached)
-    optimizer.zero_grad(set_to_none=True)
-    losses.sum().backward()
-    optimizer.step()
-    return losses.detach(), y_partner, lam
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
-def train_one_epoch(model, optimizer, data, cfg: Config, superclass_of: torch.Tensor, epoch: int,
-                    mix_params: dict, device: torch.device, progress: bool = False) -> dict:
-    """One pass over the train split; returns the epoch's mean losses and mixing statistics."""
-    from .data import train_batches
-
-    gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", epoch))
-    n_batches = data.train_x.shape[0] // cfg.batch_size
-    if cfg.max_steps_per_epoch:
-        n_batches = min(n_batches, cfg.max_steps_per_epoch)
-    use_amp = device.type == "cuda"
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, ce+kl per peer mean, same, lam
-    peer_sums = torch.zeros(cfg.peers, dtype=torch.float64, device=device)
-    model.train()
-    bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=not progress or tqdm is None) if tqdm else None
-    t0 = time.perf_counter()
-    steps = 0
-    for step, (x, y) in enumerate(train_batches(data, cfg.batch_size, gen, augment=cfg.augment)):
-        if step >= n_batches:
-            break
-        losses, y_partner, lam = train_step(model, optimizer, x, y, cfg, superclass_of, gen,
-                                            mix_params, use_amp)
-        # statistics stay on the device: no host sync inside the loop
-        same = (superclass_of[y] == superclass_of[y_partner]).double().mean()
-        sums += torch.stack([losses.detach().sum().double(), losses.detach().mean().double(),
-                             same, lam.double().mean()])
-        peer_sums += losses.detach().double()
-        steps += 1
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
+def steps_per_epoch(cfg: Config, n_train: int) -> int:
+    """Full batches per epoch (the last incomplete batch is dropped), capped by the config."""
+    steps = n_train // cfg.batch_size
     if steps == 0:
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the train split "
-                         f"({data.train_x.shape[0]} samples); no step was taken")
-    mean = (sums / steps).tolist()
-    return {"train_loss": (peer_sums / steps).tolist(), "train_loss_total": mean[0],
-            "same_superclass_share": mean[2], "mean_lam": mean[3], "steps": steps,
-            "train_seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds}
+                         f"({n_train} samples); allowed: 2..{n_train}")
+    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+
+
+def use_compile(cfg: Config, device: torch.device) -> bool:
+    """``auto`` compiles on CUDA only: on a few CPU cores compiling does not pay off."""
+    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+
+
+def train_one_epoch(stepper: Stepper, data, cfg: Config, superclass_of: torch.Tensor, epoch: int,
+                    mix_params: dict, progress: bool = False) -> dict:
+    """One pass over the train split; returns the epoch's mean losses and mixing statistics."""
+    device = data.train_x.device
+    gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", epoch))
+    steps = steps_per_epoch(cfg, data.train_x.shape[0])
+    # draw the epoch: order, partners, ratios, crops (one sampler call, no per-step sync)
+    plan = plan_epoch(data.train_y, cfg.batch_size, steps, cfg.method, superclass_of, gen,
+                      mix_params, augment=cfg.augment)
+    stepper.model.train()
+    loss_sum = torch.zeros(cfg.peers, dtype=torch.float64, device=device)  # stays on the device
+    same_sum = torch.zeros((), dtype=torch.float64, device=device)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not progress) if tqdm is not None else None
+    t0 = time.perf_counter()
+    for i in range(steps):
+        losses, y, y_partner = stepper(plan, i)
+        loss_sum += losses.double()
+        same_sum += (superclass_of[y] == superclass_of[y_partner]).double().mean()
+        if bar is not None:
+            bar.update(1)
+    peer_loss = (loss_sum / steps).tolist()  # the epoch's one host sync
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return {"train_loss": peer_loss, "train_loss_total": sum(peer_loss),
+            "same_superclass_share": same_sum.item() / steps, "mean_lam": plan.lam.mean().item(),
+            "steps": steps, "train_seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds}
 
 
 @torch.no_grad()
@@ -203,18 +197,19 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     superclass_of = sc.of.to(device)
     cifar_of = cifar_superclass_of().to(device)
     model = build_model(cfg, len(arrays.fine_names), device, fuse)
-    optimizer = make_optimizer(cfg, model)
+    compiled = use_compile(cfg, device)
+    optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
     done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
     lrs = lr_schedule(cfg)
+    stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
+                      compile=compiled)
     log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for epoch in range(done, cfg.epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = lrs[epoch]
+        set_lr(optimizer, lrs[epoch])
         # train
         row = {"epoch": epoch + 1, "lr": lrs[epoch]}
-        row.update(train_one_epoch(model, optimizer, data, cfg, superclass_of, epoch, mix_params,
-                                   device, progress))
+        row.update(train_one_epoch(stepper, data, cfg, superclass_of, epoch, mix_params, progress))
         if not all(math.isfinite(v) for v in row["train_loss"]):
             raise FloatingPointError(
                 f"non-finite training loss {row['train_loss']} in epoch {epoch + 1}; the run stopped "

@@ -89,7 +89,9 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = tiny(tmp_path)
-    real = train_mod.dml_losses
+    from sdml import step as step_mod
+
+    real = step_mod.dml_losses
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -97,7 +99,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
         out = real(*args, **kwargs)
         return out * float("nan") if calls["n"] > 4 else out  # epoch 2 (3 steps an epoch)
 
-    monkeypatch.setattr(train_mod, "dml_losses", poisoned)
+    monkeypatch.setattr(step_mod, "dml_losses", poisoned)
     with pytest.raises(FloatingPointError, match="epoch 2"):
         train_mod.train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
     assert runs.load_checkpoint_epoch(tmp_path / "run") == 1

@@ -1,0 +1,86 @@
+"""The epoch plan and the training step: what is drawn, and eager against compiled."""
+import pytest
+import torch
+
+from sdml.config import make_config
+from sdml.data import PAD, crop_flip, normalize, to_device
+from sdml.hierarchy import superclass_of
+from sdml.bench import random_arrays
+from sdml.losses import dml_losses
+from sdml.mixup import mix_images
+from sdml.step import Stepper, forward_losses, plan_epoch, step_inputs
+from sdml.train import build_model, make_optimizer
+
+SC = superclass_of()
+
+
+def test_plan_draws_a_shuffle_partners_and_the_methods_ratios():
+    y = torch.arange(1000) % 100
+    gen = torch.Generator().manual_seed(3)
+    plan = plan_epoch(y, 50, 20, "superclass-choice", SC, gen, {"same_ratio": 0.5, "diff_ratio": 0.9})
+    assert plan.index.shape == (20, 50)
+    assert torch.equal(plan.index.flatten().sort().values, torch.arange(1000))  # each sample once
+    for row in plan.partner:  # a permutation inside every batch
+        assert torch.equal(row.sort().values, torch.arange(50))
+    yy = y[plan.index]
+    same = SC[yy] == SC[yy.gather(1, plan.partner)]
+    assert torch.all(plan.lam[same] == 0.5)
+    diff = plan.lam[~same]
+    assert torch.all(torch.isclose(diff, torch.tensor(0.1)) | torch.isclose(diff, torch.tensor(0.9)))
+    assert plan.dy.min() >= 0 and plan.dy.max() <= 2 * PAD and plan.flip.dtype == torch.bool
+    again = plan_epoch(y, 50, 20, "superclass-choice", SC, torch.Generator().manual_seed(3),
+                       {"same_ratio": 0.5, "diff_ratio": 0.9})
+    assert all(torch.equal(getattr(plan, f), getattr(again, f))
+               for f in ("index", "partner", "lam", "dy", "dx", "flip"))
+
+
+def test_plan_without_augmentation_is_the_identity_crop():
+    plan = plan_epoch(torch.arange(200) % 100, 20, 5, "none", SC, torch.Generator().manual_seed(0),
+                      {}, augment=False)
+    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(crop_flip(x, plan.dy[0], plan.dx[0], plan.flip[0]), x)
+    assert torch.all(plan.lam == 1)
+
+
+def test_plan_refuses_more_steps_than_samples():
+    with pytest.raises(ValueError, match="batch_size"):
+        plan_epoch(torch.arange(100), 64, 2, "none", SC, torch.Generator(), {})
+
+
+def test_step_losses_equal_an_independent_computation():
+    cfg = make_config("smoke", depth=8, width=4, batch_size=16, method="superclass-beta")
+    data = to_device(random_arrays(64), "cpu")
+    model = build_model(cfg, 100, torch.device("cpu"), "loop")
+    plan = plan_epoch(data.train_y, 16, 4, cfg.method, SC, torch.Generator().manual_seed(1),
+                      cfg.mix_params())
+    x_u8, y, dy, dx, flip, partner, lam = step_inputs(data, plan, 2)
+    losses, y_p = forward_losses(model, data.mean, data.std, x_u8, y, dy, dx, flip, partner, lam,
+                                 1.0, False)
+    # the same thing by hand: crop, normalise, mix, both peers, the DML loss
+    x = mix_images(normalize(crop_flip(x_u8, dy, dx, flip), data.mean, data.std), partner, lam)
+    ref = dml_losses(model(x), y, y[partner], lam)
+    assert torch.allclose(losses, ref, atol=1e-6) and torch.equal(y_p, y[partner])
+
+
+def _train(compile: bool, steps: int = 3):
+    cfg = make_config("smoke", depth=8, width=4, batch_size=8, method="mixup", seed=5)
+    data = to_device(random_arrays(64), "cpu")
+    model = build_model(cfg, 100, torch.device("cpu"), "loop")
+    stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=compile), data, 1.0, False, compile)
+    plan = plan_epoch(data.train_y, 8, steps, cfg.method, SC, torch.Generator().manual_seed(0),
+                      cfg.mix_params())
+    losses = [stepper(plan, i)[0] for i in range(steps)]
+    return torch.stack(losses), model.peer_state_dicts(), stepper
+
+
+def test_compiled_step_matches_eager_on_cpu():
+    pytest.importorskip("torch._inductor")
+    eager_losses, eager_w, _ = _train(False)
+    comp_losses, comp_w, stepper = _train(True)
+    if not stepper.compiled:
+        pytest.skip("torch.compile fell back to eager on this platform (a warning said why)")
+    assert torch.allclose(eager_losses, comp_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(eager_w, comp_w):
+        for key in a:
+            assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-3, atol=1e-4), key
+
