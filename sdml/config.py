@@ -92,7 +92,8 @@ class Config:
             raise ValueError(f"superclasses: {self.superclasses!r}; allowed: cifar, wordnet or a path "
                              f"to a JSON mapping ending in .json")
         _int("wordnet_k", self.wordnet_k, 2, 99)
-        if (self.depth - 2) % 6 or self.depth < 8:
+        if (isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 8
+                or (self.depth - 2) % 6):
             raise ValueError(f"depth: {self.depth!r}; allowed: 6n + 2 with n >= 1 (8, 20, 32, 56, 110)")
         _int("width", self.width, 1)
         _int("peers", self.peers, 2)
@@ -112,8 +113,10 @@ class Config:
                 raise ValueError(f"{name}: {value!r}; allowed: a number in [0, 1]")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"weight_decay: {self.weight_decay!r}; allowed: a number >= 0")
-        ms = tuple(self.milestones)
-        if any(not isinstance(m, int) or m < 1 for m in ms) or list(ms) != sorted(set(ms)):
+        ms = self.milestones
+        if (not isinstance(ms, (tuple, list))
+                or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in ms)
+                or list(ms) != sorted(set(ms))):
             raise ValueError(f"milestones: {self.milestones!r}; allowed: increasing epochs >= 1")
         return self
 
@@ -160,7 +163,7 @@ def make_config(profile: str = "paper", **overrides) -> Config:
     if unknown:
         raise ValueError(f"{unknown[0]}: not a config field; allowed: {', '.join(field_names())}")
     values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
-    if "milestones" in values:
+    if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
     values["profile"] = profile
     return Config(**values).validate()
@@ -172,6 +175,6 @@ def from_dict(d: dict) -> Config:
     if unknown:
         raise ValueError(f"{unknown[0]}: not a config field; allowed: {', '.join(field_names())}")
     d = dict(d)
-    if "milestones" in d:
+    if isinstance(d.get("milestones"), list):
         d["milestones"] = tuple(d["milestones"])
     return Config(**d).validate()

@@ -16,23 +16,29 @@ import torch
 import torch.nn.functional as F
 
 
+def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def mixed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor,
                         lam: torch.Tensor) -> torch.Tensor:
     """(K,) batch mean of lam * CE(z, y) + (1 - lam) * CE(z, y') per peer; logits (K, B, C)."""
-    log_p = F.log_softmax(logits.float(), dim=-1)  # (K, B, C)
+    log_p = F.log_softmax(_at_least_fp32(logits), dim=-1)  # (K, B, C)
     k = logits.shape[0]
     nll_y = -log_p.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1)  # (K, B)
     nll_p = -log_p.gather(-1, y_partner.expand(k, -1).unsqueeze(-1)).squeeze(-1)  # (K, B)
-    lam = lam.float()
+    lam = lam.to(log_p.dtype)
     return (lam * nll_y + (1 - lam) * nll_p).mean(dim=1)
 
 
 def mutual_kl(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(K,) mean over peers j != k of the batch-mean KL(p_j || p_k), p_j detached; times T^2."""
     k = logits.shape[0]
+    if not temperature > 0:
+        raise ValueError(f"temperature: {temperature!r}; allowed: a positive number")
     if k < 2:
         raise ValueError(f"peers: {k} given; mutual learning needs at least 2")
-    log_p = F.log_softmax(logits.float() / temperature, dim=-1)  # (K, B, C)
+    log_p = F.log_softmax(_at_least_fp32(logits) / temperature, dim=-1)  # (K, B, C)
     log_q = log_p.detach()
     q = log_q.exp()
     neg_entropy = (q * log_q).sum(-1)  # (K, B): sum_c p_j log p_j, per teacher j
@@ -55,4 +61,9 @@ def dml_losses(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, l
     """
     if logits.dim() != 3:
         raise ValueError(f"logits: shape {tuple(logits.shape)}; expected (K, B, C)")
+    b = logits.shape[1]
+    for name, t in (("y", y), ("y_partner", y_partner), ("lam", lam)):
+        if tuple(t.shape) != (b,):
+            raise ValueError(f"{name}: shape {tuple(t.shape)}; expected ({b},), one entry per sample "
+                             f"of logits {tuple(logits.shape)}")
     return mixed_cross_entropy(logits, y, y_partner, lam) + mutual_kl(logits, temperature)
