@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from .data import DATASETS
 from .mixup import METHODS
 
-DATASETS = ("cifar100", "synthetic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FUSE = ("auto", "loop", "grouped")
 COMPILE = ("auto", "off", "on")

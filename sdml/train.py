@@ -175,7 +175,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     epoch; a non-finite loss stops the run with ``FloatingPointError`` and keeps the last good
     checkpoint.
     """
-    from .data import load_dataset, to_device
+    from .data import dataset_for, to_device
     from .hierarchy import resolve_superclasses, superclass_of as cifar_superclass_of
 
     run_dir = Path(run_dir)
@@ -184,10 +184,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     # setup: superclasses, data and mixing parameters (all validated before the folder is used)
     sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
     mix_params = resolve_mix_params(cfg)
-    arrays = load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
-                          synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
-                                         n_test_per_class=cfg.synthetic_test_per_class,
-                                         seed=cfg.synthetic_seed))
+    arrays = dataset_for(cfg)
     cfg, first_epoch = runs.start(run_dir, cfg, resume, extra={"superclasses": sc.to_json()})
     device = resolve_device(cfg.device)
     if cfg.threads:

@@ -210,10 +210,6 @@ def save_figure(fig: Figure, figures_dir: str | Path, name: str, dpi: int = 110)
 def load_notebook_data(profile: str, data: str, data_dir: str, download: bool = True) -> CifarArrays:
     """The dataset a notebook shows: ``data`` with the profile's synthetic sizes (as training uses)."""
     from .config import make_config
-    from .data import load_dataset
+    from .data import dataset_for
 
-    cfg = make_config(profile, data=data, data_dir=data_dir)
-    return load_dataset(cfg.data, cfg.data_dir, download=download,
-                        synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
-                                       n_test_per_class=cfg.synthetic_test_per_class,
-                                       seed=cfg.synthetic_seed))
+    return dataset_for(make_config(profile, data=data, data_dir=data_dir, download=download))

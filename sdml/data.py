@@ -1,0 +1,364 @@
+"""CIFAR-100 from its python archive, and batches kept on the device.
+
+The archive (``cifar-100-python.tar.gz``) holds three pickles: ``train`` and ``test`` (keys
+``data``: uint8 N x 3072 channel-major RGB rows, ``fine_labels``, ``coarse_labels``) and ``meta``
+(``fine_label_names``, ``coarse_label_names``). :func:`read_archive` checks the archive's md5
+before anything is unpickled, and unpickles with an allow-list of numpy globals only.
+:mod:`sdml.synthetic` writes archives of the same format for runs without the real data.
+
+On the device, images stay uint8 (N, 3, H, W); :func:`train_batches` shuffles, crops (4-pixel
+zero padding), flips and normalises whole batches with tensor ops and an explicit generator.
+"""
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .hierarchy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+
+ARCHIVE_NAME = "cifar-100-python.tar.gz"
+CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+#: Archive members read by :func:`read_archive`, by split.
+MEMBERS = {"train": "cifar-100-python/train", "test": "cifar-100-python/test",
+           "meta": "cifar-100-python/meta"}
+DATASETS = ("cifar100", "synthetic")
+PAD = 4  # pixels of zero padding before the random crop
+
+
+@dataclass(frozen=True)
+class CifarArrays:
+    """One CIFAR-100-format dataset in memory (numpy)."""
+
+    train_x: np.ndarray       # (N, 3, H, W) uint8
+    train_y: np.ndarray       # (N,) int64 fine labels
+    train_coarse: np.ndarray  # (N,) int64 superclass labels
+    test_x: np.ndarray        # (M, 3, H, W) uint8
+    test_y: np.ndarray        # (M,) int64
+    test_coarse: np.ndarray   # (M,) int64
+    fine_names: tuple[str, ...]
+    coarse_names: tuple[str, ...]
+
+
+# ----------------------------------------------------------------------------- archive reading
+
+def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex md5 of a file, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_md5(path: str | Path, expected: str) -> None:
+    """Raise ``ValueError`` naming the file and both checksums unless ``md5(path) == expected``."""
+    actual = file_md5(path)
+    if actual != expected:
+        raise ValueError(f"{path}: md5 is {actual}, expected {expected}; the file is corrupt or "
+                         f"not the archive it claims to be, so it is refused (delete it and fetch "
+                         f"or generate it again)")
+
+
+# Objects a numpy-array pickle may name. They are taken from numpy's own reductions so that the
+# private module they live in (numpy.core in 1.x, numpy._core in 2.x) does not matter here.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+_SCALAR = np.uint8(0).__reduce__()[0]
+_FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    # Python 3 writes bytes at pickle protocol 2 as _codecs.encode(text, "latin1").
+    ("_codecs", "encode"): codecs.encode,
+    **{key: obj for pkg in ("numpy.core", "numpy._core") for key, obj in (
+        ((f"{pkg}.multiarray", "_reconstruct"), _RECONSTRUCT),
+        ((f"{pkg}.multiarray", "scalar"), _SCALAR),
+        ((f"{pkg}.numeric", "_frombuffer"), _FROMBUFFER))},
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals numpy arrays need (defence beyond the md5)."""
+
+    def __init__(self, data: bytes, where: str):
+        super().__init__(io.BytesIO(data), encoding="latin1")
+        self.where = where
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise ValueError(f"{self.where}: the pickle refers to {module}.{name}, which is not "
+                             f"allowed; only numpy array globals are") from None
+
+
+def _unpickle(data: bytes, where: str) -> dict:
+    """Unpickle one archive member with :class:`_RestrictedUnpickler`; keys become ``str``."""
+    obj = _RestrictedUnpickler(data, where).load()
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a pickled dict, got {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    """The bytes of the :data:`MEMBERS` of a .tar.gz, in one streaming pass, no extraction."""
+    wanted = {name: split for split, name in MEMBERS.items()}
+    found: dict[str, bytes] = {}
+    with tarfile.open(path, "r|gz") as tar:
+        for member in tar:
+            name = PurePosixPath(member.name)
+            if name.is_absolute() or ".." in name.parts:
+                raise ValueError(f"{path}: member {member.name!r} has an unsafe path; refused")
+            split = wanted.get(str(name))
+            if split is None:
+                continue
+            if not member.isfile() or split in found:
+                raise ValueError(f"{path}: member {member.name!r} is not a single regular file")
+            found[split] = tar.extractfile(member).read()
+    missing = [MEMBERS[s] for s in MEMBERS if s not in found]
+    if missing:
+        raise ValueError(f"{path}: member(s) {missing} missing; not a CIFAR-100 python archive")
+    return found
+
+
+def _split_arrays(d: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images (N, 3, H, W) uint8, fine (N,), coarse (N,)) from one unpickled split."""
+    for key in ("data", "fine_labels", "coarse_labels"):
+        if key not in d:
+            raise ValueError(f"{where}: key {key!r} missing (keys: {sorted(d)})")
+    data = np.asarray(d["data"])
+    n = data.shape[0] if data.ndim == 2 else -1
+    side = int(round((data.shape[-1] / 3) ** 0.5)) if data.ndim == 2 else 0
+    if data.dtype != np.uint8 or n < 0 or 3 * side * side != data.shape[1]:
+        raise ValueError(f"{where}: 'data' must be uint8 of shape (N, 3*S*S), "
+                         f"got {data.dtype} {data.shape}")
+    fine = np.asarray(d["fine_labels"], dtype=np.int64)
+    coarse = np.asarray(d["coarse_labels"], dtype=np.int64)
+    if fine.shape != (n,) or coarse.shape != (n,):
+        raise ValueError(f"{where}: {n} images but {fine.shape} fine and {coarse.shape} "
+                         f"coarse labels")
+    if n and (fine.min() < 0 or fine.max() >= len(FINE_NAMES)):
+        raise ValueError(f"{where}: fine labels must lie in 0..{len(FINE_NAMES) - 1}")
+    bad = np.nonzero(coarse != np.asarray(FINE_TO_COARSE)[fine])[0]
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{where}: {bad.size} sample(s) have a coarse label that is not their "
+                         f"class's superclass, e.g. sample {i}: fine {fine[i]} "
+                         f"({FINE_NAMES[fine[i]]}), coarse {coarse[i]}, expected "
+                         f"{FINE_TO_COARSE[fine[i]]}")
+    return data.reshape(n, 3, side, side), fine, coarse
+
+
+def read_archive(path: str | Path, md5: str) -> CifarArrays:
+    """Read a CIFAR-100 python archive after checking that its md5 equals ``md5``.
+
+    Nothing is unpickled before the checksum matches; the pickles are then read with an
+    allow-list of numpy globals. Labels and class names are checked against
+    :mod:`sdml.hierarchy`.
+    """
+    path = Path(path)
+    check_md5(path, md5)
+    raw = _read_members(path)
+    meta = _unpickle(raw["meta"], f"{path}:{MEMBERS['meta']}")
+    for key, expected in (("fine_label_names", FINE_NAMES), ("coarse_label_names", COARSE_NAMES)):
+        names = tuple(meta.get(key, ()))
+        if names != expected:
+            raise ValueError(f"{path}: meta {key!r} differ from sdml.hierarchy's CIFAR-100 names "
+                             f"(got {len(names)} names starting {names[:3]})")
+    splits = {s: _split_arrays(_unpickle(raw[s], f"{path}:{MEMBERS[s]}"), f"{path}:{MEMBERS[s]}")
+              for s in ("train", "test")}
+    (train_x, train_y, train_c), (test_x, test_y, test_c) = splits["train"], splits["test"]
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise ValueError(f"{path}: train images {train_x.shape[1:]} and test images "
+                         f"{test_x.shape[1:]} differ in size")
+    return CifarArrays(train_x, train_y, train_c, test_x, test_y, test_c, FINE_NAMES, COARSE_NAMES)
+
+
+def ensure_cifar100(root: str | Path, download: bool = True) -> Path:
+    """Path of a checked ``root/cifar-100-python.tar.gz``, downloading it if missing and allowed.
+
+    An archive already in ``root`` is used without the network; its md5 must match.
+    """
+    path = Path(root) / ARCHIVE_NAME
+    if not path.is_file():
+        hint = (f"Put the archive at {path} (from {CIFAR100_URL}, md5 {CIFAR100_MD5}), "
+                f"or use the synthetic dataset instead (--data synthetic).")
+        if not download:
+            raise FileNotFoundError(f"CIFAR-100 archive not found: {path}. {hint}")
+        from torchvision.datasets.utils import download_url
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Download into a scratch folder beside the target so a broken transfer leaves nothing.
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=path.parent) as tmp:
+            try:
+                download_url(CIFAR100_URL, tmp, ARCHIVE_NAME)
+            except Exception as err:
+                raise FileNotFoundError(f"CIFAR-100 archive not found: {path}, and downloading "
+                                        f"it failed ({type(err).__name__}: {err}). {hint}") from err
+            check_md5(Path(tmp) / ARCHIVE_NAME, CIFAR100_MD5)
+            os.replace(Path(tmp) / ARCHIVE_NAME, path)
+        return path
+    check_md5(path, CIFAR100_MD5)
+    return path
+
+
+def load_dataset(name: str, root: str | Path, *, download: bool = True,
+                 synthetic: dict | None = None) -> CifarArrays:
+    """Load ``"cifar100"`` (the real archive in ``root``) or ``"synthetic"`` (generated there).
+
+    Args:
+        synthetic: parameters of :func:`sdml.synthetic.ensure_synthetic` (``n_train_per_class``,
+            ``n_test_per_class``, ``seed``, ``size``); unset ones take their defaults.
+    """
+    if name == "cifar100":
+        path = Path(root) / ARCHIVE_NAME
+        if not path.is_file():
+            ensure_cifar100(root, download=download)  # downloads and checks; read_archive re-checks
+        return read_archive(path, CIFAR100_MD5)
+    if name == "synthetic":
+        # Imported here: sdml.synthetic writes this module's archive format.
+        from .synthetic import DEFAULTS, ensure_synthetic
+
+        unknown = sorted(set(synthetic or {}) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"synthetic: unknown parameter(s) {unknown}; "
+                             f"allowed: {list(DEFAULTS)}")
+        path, md5 = ensure_synthetic(root, **(synthetic or {}))
+        return read_archive(path, md5)
+    raise ValueError(f"data = {name!r} is not a known dataset; allowed: {', '.join(DATASETS)}")
+
+
+def dataset_for(cfg) -> CifarArrays:
+    """The dataset a :class:`sdml.config.Config` names, with its synthetic sizes."""
+    return load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
+                        synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
+                                       n_test_per_class=cfg.synthetic_test_per_class,
+                                       seed=cfg.synthetic_seed))
+
+
+# ----------------------------------------------------------------------------- device batches
+
+@dataclass(frozen=True)
+class DeviceData:
+    """A dataset on its device: uint8 images plus the train set's per-channel statistics."""
+
+    train_x: torch.Tensor      # (N, 3, H, W) uint8
+    train_y: torch.Tensor      # (N,) int64
+    test_x: torch.Tensor       # (M, 3, H, W) uint8
+    test_y: torch.Tensor       # (M,) int64
+    test_coarse: torch.Tensor  # (M,) int64
+    mean: torch.Tensor         # (1, 3, 1, 1) float32, per channel, pixel values in [0, 1]
+    std: torch.Tensor          # (1, 3, 1, 1) float32
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (population) std of uint8 images (N, 3, H, W), in [0, 1] units.
+
+    Exact and light on memory: computed from each channel's 256-bin histogram.
+    """
+    values = torch.arange(256, device=x.device, dtype=torch.float64) / 255
+    hist = torch.stack([torch.bincount(x[:, c].reshape(-1), minlength=256)
+                        for c in range(x.shape[1])]).double()  # (3, 256)
+    count = hist.sum(1)
+    mean = (hist * values).sum(1) / count
+    var = (hist * (values - mean[:, None]) ** 2).sum(1) / count
+    shape = (1, x.shape[1], 1, 1)
+    return mean.float().reshape(shape), var.sqrt().float().reshape(shape)
+
+
+def to_device(arrays: CifarArrays, device: torch.device | str) -> DeviceData:
+    """Copy a dataset to ``device`` (images stay uint8) and compute the train set's statistics."""
+    def put(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    # statistics on the host, where bincount works for every backend
+    mean, std = channel_stats(torch.from_numpy(np.ascontiguousarray(arrays.train_x)))
+    return DeviceData(put(arrays.train_x), put(arrays.train_y), put(arrays.test_x),
+                      put(arrays.test_y), put(arrays.test_coarse), mean.to(device), std.to(device))
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 images (B, 3, H, W) -> float32 ``(x / 255 - mean) / std``."""
+    return (x.float() / 255 - mean) / std
+
+
+def denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`: float images with pixel values in [0, 1] (for display)."""
+    return x * std + mean
+
+
+def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+              pad: int = PAD) -> torch.Tensor:
+    """Crop each image at offset (dy, dx) of its ``pad``-zero-padded self, then mirror if ``flip``.
+
+    Args:
+        x: (B, C, H, W) images; dy, dx: (B,) ints in 0..2*pad; flip: (B,) bool.
+    Returns:
+        (B, C, H, W), same dtype: out[b, :, i, j] = padded[b, :, dy + i, dx + j'] with
+        j' = W - 1 - j where ``flip[b]`` and j' = j elsewhere.
+    """
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p), zeros
+    i = torch.arange(h, device=x.device)
+    j = torch.arange(w, device=x.device)
+    rows = dy[:, None] + i  # (B, H)
+    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - j, j)  # (B, W)
+    # one gather over the flattened padded image: position rows * (W + 2 pad) + cols
+    idx = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).reshape(b, 1, h * w)
+    return padded.reshape(b, c, -1).gather(2, idx.expand(b, c, h * w)).reshape(b, c, h, w)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (zero fill) and horizontal flip with p = 0.5."""
+    b = x.shape[0]
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
+    flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+    return crop_flip(x, dy, dx, flip, pad)
+
+
+def train_batches(data: DeviceData, batch_size: int, generator: torch.Generator,
+                  augment: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled training batches (x normalised float32 (B, 3, H, W), y (B,) int64).
+
+    The last incomplete batch is dropped. ``generator`` must live on the data's device.
+    """
+    n = data.train_x.shape[0]
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size = {batch_size!r} must be in 1..{n} (the training set size)")
+    if generator.device.type != data.device.type:
+        raise ValueError(f"generator is on {generator.device} but the data on {data.device}; "
+                         f"create it with torch.Generator(device=...) on the data's device")
+    order = torch.randperm(n, generator=generator, device=data.device)
+    for start in range(0, n - batch_size + 1, batch_size):
+        idx = order[start:start + batch_size]
+        x = data.train_x[idx]  # (B, 3, H, W) uint8
+        if augment:
+            x = random_crop_flip(x, generator)
+        yield normalize(x, data.mean, data.std), data.train_y[idx]
+
+
+def eval_batches(data: DeviceData, batch_size: int
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The test set in order: (x normalised (B, 3, H, W), fine labels (B,), coarse labels (B,))."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size!r} must be a positive integer")
+    for start in range(0, data.test_x.shape[0], batch_size):
+        end = start + batch_size
+        yield (normalize(data.test_x[start:end], data.mean, data.std),
+               data.test_y[start:end], data.test_coarse[start:end])
