@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=20, help="number of superclasses, 2..99")
     p.add_argument("--out", required=True, help="JSON mapping to write")
     p.add_argument("--tree-out", default=None, help="also write the hypernym tree as JSON")
+    p = sub.add_parser("wordnet", help="make WordNet 3.0 available to nltk (download or system copy)",
+                       description="Find or fetch WordNet 3.0 for nltk and say where it came from.")
+    p.add_argument("--cache-dir", default=None, help="nltk data folder (default: .cache/nltk_data)")
+
+    p = sub.add_parser("data", help="get a dataset: download CIFAR-100 or generate the synthetic one",
+                       description="Fetch and checksum CIFAR-100, or generate the synthetic archive.")
+    add_config_options(p)
     return parser
 
 
@@ -105,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['ari']:.4f}, normalised mutual information {result['nmi']:.4f}")
             for i, name in enumerate(mapping.superclass_names):
                 print(f"  {i:>2} {name:<32} {', '.join(mapping.members(i))}")
+        elif args.command == "wordnet":
+            from .wordnet import get_wordnet
+
+            wn = get_wordnet(args.cache_dir)
+            print(f"WordNet {wn.get_version()} ready at {wn.root}")
+        elif args.command == "data":
+            from .data import dataset_for
+
+            cfg = config_from_args(args)
+            arrays = dataset_for(cfg)
+            print(f"{cfg.data}: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
+                  f"of {len(arrays.fine_names)} classes in {cfg.data_dir}")
     except (ValueError, FileNotFoundError) as err:
         print(f"sdml {args.command}: error: {err}", file=sys.stderr)
         return 2
