@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
     add_config_options(p)
 
+    p = sub.add_parser("train-many", help="train several DML runs as one fused job",
+                       description="One run per method and seed, fused into one grouped network; "
+                                   "each run gets its own folder <method>-<superclasses>-seed<seed> "
+                                   "under --out-root.")
+    from .multirun import add_many_arguments
+
+    add_many_arguments(p)
+    add_config_options(p)
+
     p = sub.add_parser("bench", help="training-step throughput (one JSON line)",
                        description="Time the K-peer training step on random data; prints JSON.")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
@@ -95,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = config_from_args(args)
             train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        elif args.command == "train-many":
+            from .multirun import main_many
+
+            main_many(args)
         elif args.command == "bench":
             from .bench import bench_step
 

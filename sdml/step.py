@@ -86,14 +86,15 @@ class Stepper:
     A compile that fails is reported with a warning naming the error, and the step runs eagerly.
     """
 
-    def __init__(self, model, optimizer, data, temperature: float, use_amp: bool, compile: bool):
+    def __init__(self, model, optimizer, data, temperature, use_amp: bool, compile: bool,
+                 forward=forward_losses):
         self.model, self.optimizer, self.data = model, optimizer, data
         self.temperature, self.use_amp = temperature, use_amp
-        self.forward = forward_losses
+        self.eager_forward = self.forward = forward
         self.update = optimizer.step
         self.compiled = False
         if compile:
-            self.forward = torch.compile(forward_losses, dynamic=False)
+            self.forward = torch.compile(forward, dynamic=False)
             self.update = torch.compile(optimizer.step, dynamic=False)
             self.compiled = True
 
@@ -118,5 +119,5 @@ class Stepper:
             warnings.warn(f"compile: torch.compile failed on this platform ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); running the step eagerly",
                           RuntimeWarning, stacklevel=2)
-            self.forward, self.update, self.compiled = forward_losses, self.optimizer.step, False
+            self.forward, self.update, self.compiled = self.eager_forward, self.optimizer.step, False
             return self._run(inputs)

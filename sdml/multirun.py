@@ -1,0 +1,346 @@
+"""Several independent DML runs trained as one fused job, so that small models fill a large GPU.
+
+R runs of K peers become one ``GroupedPeers(k=K, runs=R)`` network (:mod:`sdml.fused`): each run
+mixes its own batch with its own plan, the R batches go in side by side on the channel axis, one
+forward gives (R*K, B, C) logits, each run's DML losses use its own labels, partners, ratios and
+temperature, and their sum takes one backward and one SGD step (SGD is per element, so one
+optimiser over all runs equals one per run). Every run starts from its own seed's weights and
+draws its own epoch plans exactly as :func:`sdml.train.train` does, so run r of a fused job
+reproduces the single run of its config (up to float rounding).
+
+Each run keeps its own run folder in the single-run format (``config.json``, ``metrics.jsonl``,
+``checkpoint.pt`` with that run's peers and its share of the optimiser state, ``predictions.pt``):
+a run can be read, compared, or resumed alone with ``sdml.train.train(..., resume=True)`` and
+``fuse="grouped"``. Checkpoints of a job are committed all or none: each run's new checkpoint is
+first written beside the old one (``checkpoint.next.pt``), then all are swapped in; a resume
+finishes or undoes a commit that a kill interrupted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .config import Config
+from .data import crop_flip, normalize
+from .fused import GroupedPeers, SharedInput, merge_optimizer_states, split_optimizer_state
+from .io import atomic_torch_save
+from .losses import dml_losses
+from .mixup import mix_images
+from .step import EpochPlan, Stepper, plan_epoch
+from .train import (build_model, evaluate, lr_schedule, make_optimizer, predict, resolve_device,
+                    resolve_mix_params, set_lr, steps_per_epoch, stream_seed, summary_line, tqdm,
+                    use_compile)
+
+#: Config fields in which the runs of one job may differ (they do not change the job's shapes).
+MAY_DIFFER = ("method", "alpha", "same_ratio", "diff_ratio", "same_alpha", "diff_alpha",
+              "superclasses", "wordnet_k", "seed", "temperature", "profile")
+#: A run's next checkpoint while a job commits one epoch (gone once the commit is done).
+NEXT_CHECKPOINT = "checkpoint.next.pt"
+#: The four methods of the paper's Table 1.
+TABLE1_METHODS = ("none", "mixup", "superclass-choice", "superclass-beta")
+
+
+def check_job(cfgs: list[Config], run_dirs: list) -> list[Config]:
+    """Validate a job; returns copies of the configs with ``fuse="grouped"`` (what a fused job
+    trains, recorded so that each run folder resumes alone in the same mode)."""
+    if not cfgs:
+        raise ValueError("cfgs: empty; allowed: a list of one or more configs")
+    if len(run_dirs) != len(cfgs):
+        raise ValueError(f"run_dirs: {len(run_dirs)} folders for {len(cfgs)} configs; "
+                         f"allowed: one folder per config")
+    seen = set()
+    for d in run_dirs:
+        if Path(d).resolve() in seen:
+            raise ValueError(f"run_dirs: {str(d)!r} appears twice; each run needs its own folder")
+        seen.add(Path(d).resolve())
+    first = cfgs[0].validate().to_dict()
+    for i, cfg in enumerate(cfgs[1:], 1):
+        for name, value in cfg.validate().to_dict().items():
+            if name not in MAY_DIFFER and value != first[name]:
+                raise ValueError(f"{name}: cfgs[0] has {first[name]!r}, cfgs[{i}] has {value!r}; "
+                                 f"runs of one fused job may differ only in {', '.join(MAY_DIFFER)}")
+    if first["fuse"] == "loop":
+        raise ValueError("fuse: 'loop'; a fused job trains grouped peers; allowed: grouped, auto")
+    return [dataclasses.replace(cfg, fuse="grouped") for cfg in cfgs]
+
+
+def stack_plans(plans: list[EpochPlan]) -> EpochPlan:
+    """R runs' plans of S steps of B samples as one plan whose fields are (S, R, B)."""
+    return EpochPlan(*(torch.stack([getattr(p, f.name) for p in plans], dim=1)
+                       for f in dataclasses.fields(EpochPlan)))
+
+
+def fused_forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temperatures,
+                         use_amp: bool):
+    """:func:`sdml.step.forward_losses` for R runs at once; inputs stacked (R, B, ...).
+
+    Returns the (R, K) DML losses and the (R, B) partners' labels.
+    """
+    r, b = y.shape
+    x = normalize(crop_flip(x_u8.flatten(0, 1), dy.flatten(), dx.flatten(), flip.flatten()),
+                  mean, std)  # (R*B, 3, H, W) float32
+    offset = torch.arange(r, device=y.device)[:, None] * b  # each run mixes inside its own batch
+    x = mix_images(x, (partner + offset).flatten(), lam.flatten())
+    x = x.unflatten(0, (r, b)).transpose(0, 1).flatten(1, 2)  # (B, R*3, H, W): run r at 3r..3r+2
+    if use_amp:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(x)  # (R*K, B, C)
+    logits = logits.float().unflatten(0, (r, -1))  # (R, K, B, C)
+    y_partner = y.gather(1, partner)  # (R, B)
+    losses = torch.stack([dml_losses(logits[i], y[i], y_partner[i], lam[i], temperatures[i])
+                          for i in range(r)])  # (R, K)
+    return losses, y_partner
+
+
+class FusedStepper(Stepper):
+    """A :class:`sdml.step.Stepper` whose step is :func:`fused_forward_losses` on (S, R, B) plans;
+    ``__call__`` returns the (R, K) losses and the (R, B) labels and partners' labels."""
+
+    def __init__(self, model, optimizer, data, temperatures, use_amp: bool, compile: bool):
+        super().__init__(model, optimizer, data, tuple(temperatures), use_amp, compile,
+                         forward=fused_forward_losses)
+
+
+def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
+                      superclass_of: list[torch.Tensor], epoch: int, mix_params: list[dict],
+                      progress: bool = False) -> list[dict]:
+    """One pass of every run over the train split; each run's dict has the keys of
+    :func:`sdml.train.train_one_epoch` (seconds and images/s are the job's, shared by its runs)."""
+    device = data.train_x.device
+    steps = steps_per_epoch(cfgs[0], data.train_x.shape[0])
+    # draw each run's epoch from that run's own stream, as a single run does
+    plans = []
+    for cfg, sc, params in zip(cfgs, superclass_of, mix_params):
+        gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", epoch))
+        plans.append(plan_epoch(data.train_y, cfg.batch_size, steps, cfg.method, sc, gen, params,
+                                augment=cfg.augment))
+    plan = stack_plans(plans)
+    sc_table = torch.stack(superclass_of)  # (R, C)
+    stepper.model.train()
+    loss_sum = torch.zeros(len(cfgs), cfgs[0].peers, dtype=torch.float64, device=device)
+    same_sum = torch.zeros(len(cfgs), dtype=torch.float64, device=device)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfgs[0].epochs} ({len(cfgs)} runs)",
+               leave=False, disable=not progress) if tqdm is not None else None
+    t0 = time.perf_counter()
+    for i in range(steps):
+        losses, y, y_partner = stepper(plan, i)  # (R, K), (R, B), (R, B)
+        loss_sum += losses.double()
+        same_sum += (sc_table.gather(1, y) == sc_table.gather(1, y_partner)).double().mean(1)
+        if bar is not None:
+            bar.update(1)
+    mean_lam = torch.stack([p.lam.mean() for p in plans]).double()  # (R,)
+    per_run = torch.cat([loss_sum / steps, (same_sum / steps)[:, None], mean_lam[:, None]], dim=1)
+    per_run = per_run.tolist()  # (R, K + 2) values: the epoch's one host sync
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return [{"train_loss": loss, "train_loss_total": sum(loss), "same_superclass_share": share,
+             "mean_lam": lam, "steps": steps, "train_seconds": seconds,
+             "images_per_s": steps * cfgs[0].batch_size / seconds}
+            for *loss, share, lam in per_run]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def run_checkpoints(epoch: int, model: GroupedPeers, optimizer) -> list[dict]:
+    """Each run's checkpoint in the format of :func:`sdml.runs.save_checkpoint` (fuse "grouped")."""
+    k, peers = model.k, model.peer_state_dicts()
+    opt = split_optimizer_state(optimizer.state_dict(), model.runs)
+    return [{"epoch": epoch, "fuse": "grouped", "peers": peers[r * k:(r + 1) * k],
+             "optimizer": opt[r]} for r in range(model.runs)]
+
+
+def write_next(run_dir: Path, checkpoint: dict) -> None:
+    atomic_torch_save(checkpoint, Path(run_dir) / NEXT_CHECKPOINT)
+
+
+def promote(run_dir: Path) -> None:
+    os.replace(Path(run_dir) / NEXT_CHECKPOINT, Path(run_dir) / runs.CHECKPOINT)
+
+
+def save_runs(run_dirs: list[Path], epoch: int, model: GroupedPeers, optimizer) -> None:
+    """Checkpoint every run after ``epoch`` epochs, all or none (see :func:`settle_checkpoints`)."""
+    for run_dir, checkpoint in zip(run_dirs, run_checkpoints(epoch, model, optimizer)):
+        write_next(run_dir, checkpoint)
+    for run_dir in run_dirs:
+        promote(run_dir)
+
+
+def settle_checkpoints(run_dirs: list[Path]) -> None:
+    """Finish a commit whose next checkpoints were all written (some may be swapped in already),
+    or undo one that was cut while they were being written; then no next checkpoint is left."""
+    done = [runs.load_checkpoint_epoch(d) for d in run_dirs]
+    pending = [int(torch.load(Path(d) / NEXT_CHECKPOINT, map_location="cpu", weights_only=True)
+                   ["epoch"]) if (Path(d) / NEXT_CHECKPOINT).exists() else None for d in run_dirs]
+    top = max(done + [p for p in pending if p is not None])
+    if all(e == top or (p == top and e + 1 == top) for e, p in zip(done, pending)):
+        for d, e in zip(run_dirs, done):
+            if e != top:
+                promote(d)
+    for d in run_dirs:
+        (Path(d) / NEXT_CHECKPOINT).unlink(missing_ok=True)
+
+
+def load_runs(run_dirs: list[Path], model: GroupedPeers, optimizer, device) -> int:
+    """Restore the job from its runs' checkpoints; returns the number of finished epochs."""
+    states = [torch.load(Path(d) / runs.CHECKPOINT, map_location=device, weights_only=True)
+              for d in run_dirs]
+    for d, state in zip(run_dirs, states):
+        if state["fuse"] != "grouped":
+            raise ValueError(f"fuse: {str(d)!r} holds a {state['fuse']!r} checkpoint; a fused job "
+                             f"resumes grouped runs only (resume this run alone)")
+    model.load_peer_state_dicts([peer for state in states for peer in state["peers"]])
+    optimizer.load_state_dict(merge_optimizer_states([state["optimizer"] for state in states]))
+    return int(states[0]["epoch"])
+
+
+# ----------------------------------------------------------------------------- the job
+
+def build_job_model(cfgs: list[Config], num_classes: int, device: torch.device) -> GroupedPeers:
+    """The fused network of a job; run r's peers start as ``build_model(cfgs[r])``'s (its seed)."""
+    cfg = cfgs[0]
+    with torch.random.fork_rng(devices=[]):  # the fused layers' default init is overwritten
+        model = GroupedPeers(cfg.peers, cfg.depth, num_classes, cfg.width, cfg.shortcut,
+                             generator=torch.Generator().manual_seed(0), runs=len(cfgs))
+    model.load_peer_state_dicts([peer for c in cfgs for peer in build_model(
+        c, num_classes, torch.device("cpu"), "grouped").peer_state_dicts()])
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progress: bool = True,
+               log=print) -> list[list[dict]]:
+    """Train (or resume) R runs as one fused job; returns each run's metric rows.
+
+    The configs may differ only in :data:`MAY_DIFFER`; a disagreement raises ValueError naming
+    the field and both values. ``run_dirs[r]`` gets what :func:`sdml.train.train` would write
+    for ``cfgs[r]`` (with ``fuse="grouped"``). A non-finite loss in any run stops the job with
+    ``FloatingPointError``; every run keeps its last committed checkpoint.
+    """
+    from .data import load_dataset, to_device
+    from .hierarchy import resolve_superclasses, superclass_of as cifar_superclass_of
+
+    cfgs, run_dirs = check_job(cfgs, run_dirs), [Path(d) for d in run_dirs]
+    cfg = cfgs[0]
+    device = resolve_device(cfg.device)  # fail before touching any run folder
+    # setup: superclasses, mixing parameters and data (all validated before a folder is used)
+    scs = [resolve_superclasses(c.superclasses, c.wordnet_k) for c in cfgs]
+    mix_params = [resolve_mix_params(c) for c in cfgs]
+    arrays = load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
+                          synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
+                                         n_test_per_class=cfg.synthetic_test_per_class,
+                                         seed=cfg.synthetic_seed))
+    # run folders: refuse before any is touched; finish or undo a commit a kill interrupted
+    held = [d for d in run_dirs if (d / runs.CONFIG).exists()]
+    if held and not resume:
+        raise ValueError(f"out: {str(held[0])!r} already holds a run; pass --resume to continue "
+                         f"the job, or choose other folders")
+    if held:
+        settle_checkpoints(held)
+    done_each = [runs.load_checkpoint_epoch(d) if d in held else 0 for d in run_dirs]
+    if len(set(done_each)) > 1:
+        raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
+                         f"resumes runs at the same epoch (resume the others alone first)")
+    names = [d.name for d in run_dirs]
+    started = [runs.start(d, c, resume, extra={"superclasses": sc.to_json(),
+                                               "fused_job": {"runs": names, "index": r}})
+               for r, (d, c, sc) in enumerate(zip(run_dirs, cfgs, scs))]
+    cfgs = [c for c, _ in started]
+    cfg, device = cfgs[0], resolve_device(cfgs[0].device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = to_device(arrays, device)
+    superclass_of = [sc.of.to(device) for sc in scs]
+    cifar_of = cifar_superclass_of().to(device)
+    num_classes, k, r_runs = len(arrays.fine_names), cfg.peers, len(cfgs)
+    model = build_job_model(cfgs, num_classes, device)
+    compiled = use_compile(cfg, device)
+    optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
+    done = load_runs(run_dirs, model, optimizer, device) if done_each[0] else 0
+    lrs = lr_schedule(cfg)
+    stepper = FusedStepper(model, optimizer, data, [c.temperature for c in cfgs],
+                           use_amp=device.type == "cuda", compile=compiled)
+    log(f"[sdml] fused job | {r_runs} runs x {k} x ResNet-{cfg.depth} (width {cfg.width}, grouped, "
+        f"{r_runs * k} peers) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
+    for d, c in zip(run_dirs, cfgs):
+        log(f"[sdml]   {d} | {c.method} | superclasses {c.superclasses} | seed {c.seed}")
+    for epoch in range(done, cfg.epochs):
+        set_lr(optimizer, lrs[epoch])
+        # train all runs
+        rows = [{"epoch": epoch + 1, "lr": lrs[epoch], **metrics} for metrics in
+                train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress)]
+        for d, row in zip(run_dirs, rows):
+            if not all(math.isfinite(v) for v in row["train_loss"]):
+                raise FloatingPointError(
+                    f"non-finite training loss {row['train_loss']} of run {d} in epoch {epoch + 1}; "
+                    f"the job stopped and every run still holds epoch {epoch} (try a lower --lr)")
+        # evaluate: every run sees the same test images
+        probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)  # (R*K, N, C)
+        for row, p in zip(rows, probs.unflatten(0, (r_runs, k))):
+            row.update(evaluate(p, data.test_y, cifar_of))
+        # log, then commit all runs' checkpoints (a kill in between is repaired on resume)
+        for d, row in zip(run_dirs, rows):
+            runs.append_metrics(d, row)
+        save_runs(run_dirs, epoch + 1, model, optimizer)
+        for d, row in zip(run_dirs, rows):
+            log(f"{d.name}: {summary_line(row, cfg.epochs)}")
+    missing = [not (d / runs.PREDICTIONS).exists() for d in run_dirs]
+    if done < cfg.epochs or any(missing):
+        probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)
+        for d, p, miss in zip(run_dirs, probs.unflatten(0, (r_runs, k)), missing):
+            if done < cfg.epochs or miss:
+                atomic_torch_save({"probs": p.half().cpu(), "y": data.test_y.cpu(),
+                                   "coarse": data.test_coarse.cpu()}, d / runs.PREDICTIONS)
+    return [runs.read_metrics(d) for d in run_dirs]
+
+
+# ----------------------------------------------------------------------------- command line
+
+def run_name(cfg: Config) -> str:
+    """``<method>-<superclasses>-seed<seed>``; a JSON mapping is named by its file's stem."""
+    sc = Path(cfg.superclasses).stem if cfg.superclasses.endswith(".json") else cfg.superclasses
+    return f"{cfg.method}-{sc}-seed{cfg.seed}"
+
+
+def plan_many(base: Config, methods, seeds, out_root) -> tuple[list[Config], list[Path]]:
+    """One config per (method, seed), ``base`` otherwise, each in ``out_root/<run_name>``."""
+    cfgs = [dataclasses.replace(base, method=m, seed=s).validate() for m in methods for s in seeds]
+    dirs = [Path(out_root) / run_name(c) for c in cfgs]
+    for i, d in enumerate(dirs):
+        if d in dirs[:i]:
+            raise ValueError(f"methods/seeds: run {d.name!r} is asked for twice; allowed: "
+                             f"distinct methods and distinct seeds")
+    return cfgs, dirs
+
+
+def add_many_arguments(parser) -> None:
+    """The options of ``python -m sdml train-many`` beside the config options."""
+    from .mixup import METHODS
+
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(TABLE1_METHODS),
+                        help="one run per method (default: the four of Table 1)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="one run per seed and method (default: --seed)")
+    parser.add_argument("--out-root", required=True,
+                        help="folder of the run folders <method>-<superclasses>-seed<seed>")
+    parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
+
+
+def main_many(args) -> list[list[dict]]:
+    """``python -m sdml train-many``: the config options give every run's base config."""
+    from .cli import config_from_args
+
+    if getattr(args, "method", None) is not None:
+        raise ValueError(f"method: --method {args.method} is not used by train-many; "
+                         f"give the runs' methods with --methods")
+    base = config_from_args(args)
+    cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root)
+    return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
