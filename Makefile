@@ -1,12 +1,16 @@
 # sdml: `make reproduce` sets everything up and runs the kit; `make test` runs the tests.
+#   PROFILE=auto|paper|demo|smoke  (auto: paper with a CUDA GPU, demo otherwise)
+#   DATA=auto|cifar100|synthetic   (auto: cifar100 for paper, synthetic otherwise)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 DATA ?= auto
+METHODS ?=
+SEEDS ?=
 RUN ?= runs/smoke-train
 
-.PHONY: setup test train bench reproduce lab clean-runs
+.PHONY: setup wordnet reproduce test lab train bench
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,12 +21,25 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+# WordNet 3.0 for nltk: already there, nltk.download, or Debian's packages (installed when root).
+wordnet: setup
+	@$(PY) -m sdml wordnet 2>/dev/null || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "WordNet not found; installing Debian's wordnet-base and wordnet-sense-index"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wordnet-base wordnet-sense-index; \
+	  fi; \
+	  $(PY) -m sdml wordnet; }
+
+reproduce: setup wordnet
+	$(PY) -m sdml.notebooks run --profile $(PROFILE) --data $(DATA) \
+	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
+
 test: setup
 	$(PY) -m pytest -q
+
+lab: setup wordnet
+	$(VENV)/bin/jupyter lab notebooks/
 
 # A smoke training run on synthetic data (seconds on a CPU).
 train: setup
 	$(PY) -m sdml train --profile smoke --data synthetic --method superclass-beta --out $(RUN) --resume
-
-bench: setup
-	$(PY) -m sdml bench --profile smoke

@@ -7,6 +7,7 @@ message that names the parameter and what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from .config import DATASETS, DEVICES, PROFILES
@@ -41,6 +42,11 @@ def _str(default: str) -> Param:
     return Param(default, lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 
+def _superclasses(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and (v in ("cifar", "wordnet") or v.endswith(".json")),
+                 "cifar, wordnet or a path to a JSON mapping ending in .json")
+
+
 def _methods(default: list) -> Param:
     return Param(default, lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(m in METHODS for m in v),
                  "a non-empty list of " + ", ".join(METHODS))
@@ -62,10 +68,11 @@ SPECS: dict[str, dict[str, Param]] = {
     "03_ratio_distributions": {"n_samples": _int(100)(20000)},
     "04_train_dml": {
         "method": _one_of(METHODS)("superclass-beta"),
-        "superclasses": _str("cifar"),
+        "superclasses": _superclasses("cifar"),
         "peers": _int(2)(2),
         "epochs": _int(0)(0),                          # 0: the profile's
         "device": _one_of(DEVICES)("auto"),
+        "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
         "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
     },
     "05_results": {"methods": _methods(["none", "mixup", "superclass-choice", "superclass-beta"])},
@@ -95,3 +102,28 @@ def validate(notebook: str, **params) -> dict[str, Any]:
             raise ValueError(f"{name}: {value!r} is not allowed in notebook {notebook}; "
                              f"allowed: {allowed[name].allowed}")
     return out
+
+
+def run_name(method: str, superclasses: str, seed: int) -> str:
+    """``<method>-<superclasses>-seed<seed>``; a JSON mapping contributes its file stem."""
+    source = superclasses if superclasses in ("cifar", "wordnet") else Path(superclasses).stem
+    return f"{method}-{source}-seed{seed}"
+
+
+def run_dir(params: dict) -> Path:
+    """Notebook 04's run folder: ``run_root/<run_name>`` (``auto``: see :func:`run_name`)."""
+    name = params["run_name"]
+    if name == "auto":
+        name = run_name(params["method"], params["superclasses"], params["seed"])
+    return Path(params["run_root"]) / name
+
+
+def train_config(params: dict):
+    """Notebook 04's training config: the profile with the notebook's parameters applied
+    (``epochs = 0`` keeps the profile's)."""
+    from .config import make_config
+
+    return make_config(params["profile"], data=params["data"], data_dir=params["data_dir"],
+                       method=params["method"], peers=params["peers"], seed=params["seed"],
+                       device=params["device"], superclasses=params["superclasses"],
+                       threads=params["threads"], epochs=params["epochs"] or None)

@@ -73,6 +73,11 @@ def start(run_dir: Path, cfg: Config, resume: bool, extra: dict | None = None) -
         for name in RESUMABLE:
             setattr(saved, name, getattr(cfg, name))
         cfg = saved.validate()
+        record = json.loads(cfg_path.read_text())
+        if record["config"] != cfg.to_dict():  # e.g. more epochs: the folder says what it holds
+            record["config"] = cfg.to_dict()
+            record.setdefault("resumed_with", []).append(provenance())
+            atomic_write_json(cfg_path, record)
         first = load_checkpoint_epoch(run_dir)
         trim_metrics(run_dir, first)
         return cfg, first

@@ -157,3 +157,12 @@ def test_cli_help_documents_every_field(capsys):
     from sdml.cli import field_help
 
     assert set(field_help()) >= set(field_names()) - {"profile"}
+
+
+def test_resuming_with_more_epochs_records_them(tmp_path):
+    cfg = tiny(tmp_path, epochs=1)
+    train_mod.train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    rows = train_mod.train(tiny(tmp_path, epochs=2), tmp_path / "run", resume=True, progress=False,
+                           log=lambda *_: None)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert runs.read_config(tmp_path / "run").epochs == 2

@@ -1,0 +1,457 @@
+"""Results of a profile's runs: the paper's Table 1 beside ours, calibration, superclass errors.
+
+Reading (:func:`load_runs`) is kept apart from the computations, which are pure functions of
+tensors and metric rows. :func:`write_results` writes ``results.md`` and ``results.csv``.
+
+Definitions used throughout:
+
+- *final*: the test top-1 after the last epoch; *best*: the highest test top-1 over all epochs
+  (chosen on the test split itself, so optimistic). Table 1 of the paper does not say which.
+- Several seeds: mean ± sample standard deviation (n - 1 in the denominator); one seed: the value.
+- ECE (Guo et al., ICML 2017, "On Calibration of Modern Neural Networks"): with the confidence
+  c_i = max_k p_ik and M equal-width bins B_m = ((m-1)/M, m/M],
+  ``ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|``; M = 15.
+- The peers' ensemble: the mean of the K peers' predicted probabilities.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .config import make_config
+from .hierarchy import COARSE_NAMES, superclass_of as cifar_superclass_of
+from .io import atomic_write_text
+
+PAPER_CITATION = ('Table 1 ("quantitative evaluation [%]", top-1 accuracy on the CIFAR-100 test '
+                  'split, two ResNet-32 peers trained with DML) of the paper "mixup using '
+                  'superclasses for Deep Mutual Learning"')
+#: Table 1 of the paper: top-1 accuracy [%] of model 1 and model 2.
+PAPER_TABLE1: dict[str, tuple[float, float]] = {
+    "none": (71.51, 71.46),
+    "mixup": (71.37, 71.08),
+    "superclass-choice": (72.23, 71.93),
+    "superclass-beta": (73.28, 73.01),
+}
+METHOD_LABELS = {
+    "none": "no mixup",
+    "mixup": "mixup (alpha = 1.0)",
+    "superclass-choice": "proposed, selection",
+    "superclass-beta": "proposed, Beta distribution",
+    "superclass-soft": "WordNet-soft Beta (not in the paper)",
+}
+#: Config fields that define the experiment of Table 1 (the others do not change what is computed).
+PROTOCOL_FIELDS = ("data", "depth", "width", "shortcut", "peers", "epochs", "batch_size", "lr",
+                   "momentum", "weight_decay", "milestones", "gamma", "augment",
+                   "max_steps_per_epoch", "temperature")
+ECE_BINS = 15
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder as read from disk."""
+
+    path: Path
+    config: dict          # Config.to_dict() of the run
+    provenance: dict      # versions, git revision, device
+    metrics: list[dict]   # rows of metrics.jsonl
+    probs: torch.Tensor | None  # (K, N, C) float32 test probabilities after the last epoch
+    y: torch.Tensor | None      # (N,) fine labels
+    coarse: torch.Tensor | None  # (N,) the dataset's superclass labels
+
+    @property
+    def finished(self) -> bool:
+        return (self.probs is not None and bool(self.metrics)
+                and self.metrics[-1]["epoch"] >= self.config["epochs"])
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read ``config.json``, ``metrics.jsonl`` and (when present) ``predictions.pt``."""
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / runs.CONFIG).read_text())
+    probs = y = coarse = None
+    if (run_dir / runs.PREDICTIONS).is_file():
+        pred = torch.load(run_dir / runs.PREDICTIONS, map_location="cpu", weights_only=True)
+        probs, y, coarse = pred["probs"].float(), pred["y"].long(), pred["coarse"].long()
+    return Run(run_dir, saved["config"], saved.get("provenance", {}), runs.read_metrics(run_dir),
+               probs, y, coarse)
+
+
+def load_runs(run_root: str | Path, methods=None) -> list[Run]:
+    """Every run folder directly under ``run_root`` (a folder holding ``config.json``), by name;
+    only those of ``methods`` when given."""
+    run_root = Path(run_root)
+    if not run_root.is_dir():
+        raise ValueError(f"run_root: {str(run_root)!r} is not a folder; run notebook 04 first")
+    found = [load_run(p) for p in sorted(run_root.iterdir()) if (p / runs.CONFIG).is_file()]
+    found = [r for r in found if methods is None or r.config["method"] in methods]
+    if not found:
+        raise ValueError(f"run_root: no run folder under {str(run_root)!r}"
+                         f"{' for methods ' + ', '.join(methods) if methods else ''}; run notebook 04 "
+                         f"first (python -m sdml.notebooks run --only 04)")
+    return found
+
+
+def finished_runs(run_list: list[Run]) -> list[Run]:
+    """The runs with every epoch and their predictions; ValueError if there is none."""
+    done = [r for r in run_list if r.finished]
+    if not done:
+        raise ValueError(f"runs: none of {', '.join(r.label for r in run_list)} has finished; "
+                         f"run notebook 04 to the end first")
+    return done
+
+
+def runs_frame(run_list: list[Run]):
+    """DataFrame for display: one row per run with its method, seed, progress and last accuracy."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "run": r.label, "method": r.config["method"], "superclasses": superclass_source(r.config),
+        "seed": r.config["seed"], "data": r.config["data"], "profile": r.config["profile"],
+        "epochs done": r.metrics[-1]["epoch"] if r.metrics else 0, "epochs": r.config["epochs"],
+        "finished": r.finished,
+        "last test top-1 [%]": " / ".join(f"{a:.2f}" for a in r.metrics[-1]["test_acc"]) if r.metrics else "-",
+    } for r in run_list]).set_index("run")
+
+
+def superclass_source(config: dict) -> str:
+    """``cifar``, ``wordnet`` or a JSON mapping's file stem."""
+    source = config["superclasses"]
+    return source if source in ("cifar", "wordnet") else Path(source).stem
+
+
+def group_key(run: "Run") -> tuple:
+    """Runs that differ only in their seed (and execution details) share a group:
+    (method, superclasses, data, profile, epochs run)."""
+    c = run.config
+    epochs = run.metrics[-1]["epoch"] if run.metrics else 0
+    return (c["method"], superclass_source(c), c["data"], c["profile"], epochs)
+
+
+# ----------------------------------------------------------------------------- pure metrics
+
+def reliability_bins(probs: torch.Tensor, y: torch.Tensor, n_bins: int = ECE_BINS) -> dict:
+    """Confidence histogram of top-1 predictions in ``n_bins`` equal bins ((m-1)/M, m/M].
+
+    Args:
+        probs: (N, C) probabilities; y: (N,) labels.
+    Returns:
+        ``count`` (M,), ``confidence`` (M,) mean confidence and ``accuracy`` (M,) in each bin
+        (NaN for empty bins), and ``edges`` (M + 1,).
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins: {n_bins!r}; allowed: an integer >= 1")
+    if probs.dim() != 2 or y.shape != probs.shape[:1]:
+        raise ValueError(f"probs: shape {tuple(probs.shape)} with y {tuple(y.shape)}; "
+                         f"allowed: probs (N, C) and y (N,)")
+    conf, pred = probs.double().max(-1)  # (N,), (N,)
+    correct = (pred == y).double()
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)  # (M + 1,)
+    # bin m holds (edges[m], edges[m+1]]: the number of inner edges strictly below c
+    idx = torch.searchsorted(edges[1:-1], conf, right=False)  # (N,) in 0..M-1
+    count = torch.bincount(idx, minlength=n_bins).double()
+    conf_sum = torch.bincount(idx, weights=conf, minlength=n_bins)
+    acc_sum = torch.bincount(idx, weights=correct, minlength=n_bins)
+    nan = torch.full_like(count, float("nan"))
+    return {"count": count, "edges": edges,
+            "confidence": torch.where(count > 0, conf_sum / count.clamp_min(1), nan),
+            "accuracy": torch.where(count > 0, acc_sum / count.clamp_min(1), nan)}
+
+
+def ece(probs: torch.Tensor, y: torch.Tensor, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error in [0, 1]: sum_m |B_m|/N * |acc(B_m) - conf(B_m)|."""
+    bins = reliability_bins(probs, y, n_bins)
+    gap = (bins["accuracy"] - bins["confidence"]).abs().nan_to_num(0.0)
+    return float((bins["count"] * gap).sum() / bins["count"].sum())
+
+
+def ensemble(probs: torch.Tensor) -> torch.Tensor:
+    """(K, N, C) -> (N, C): the peers' averaged probabilities."""
+    return probs.mean(0)
+
+
+def accuracy_per_superclass(pred: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor,
+                            n_superclasses: int) -> torch.Tensor:
+    """(S,) top-1 accuracy [%] over the test samples of each true superclass (NaN if none)."""
+    correct = (pred == y).double()
+    count = torch.bincount(coarse, minlength=n_superclasses).double()
+    hits = torch.bincount(coarse, weights=correct, minlength=n_superclasses)
+    return torch.where(count > 0, 100 * hits / count.clamp_min(1), torch.full_like(count, float("nan")))
+
+
+def within_superclass_error_share(pred: torch.Tensor, y: torch.Tensor,
+                                  superclass_of: torch.Tensor) -> float:
+    """Share (in [0, 1]) of the errors whose predicted class lies in the true class's superclass.
+
+    With 20 superclasses of 5 classes, errors spread uniformly would give 4/99 ~ 0.04.
+    NaN when there is no error.
+    """
+    wrong = pred != y
+    if not bool(wrong.any()):
+        return float("nan")
+    same = superclass_of[pred[wrong]] == superclass_of[y[wrong]]
+    return float(same.double().mean())
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (NaN for a single value) and count."""
+    v = torch.tensor([float(x) for x in values], dtype=torch.float64)
+    if v.numel() == 0:
+        raise ValueError("values: empty; allowed: at least one number")
+    std = float(v.std(unbiased=True)) if v.numel() > 1 else float("nan")
+    return float(v.mean()), std, int(v.numel())
+
+
+def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- per run, per group
+
+def run_summary(run: Run, superclass_of: torch.Tensor | None = None) -> dict[str, list[float]]:
+    """Per-run numbers, each a list over [peer 1, ..., peer K, ensemble].
+
+    Accuracies and ECE in %, the error share in %, best epoch as an epoch number.
+    """
+    sc = cifar_superclass_of() if superclass_of is None else superclass_of
+    accs = torch.tensor([r["test_acc"] + [r["ensemble_acc"]] for r in run.metrics])  # (E, K+1)
+    best, best_idx = accs.max(0).values, accs.argmax(0)  # argmax: the first epoch reaching the best
+    out = {"final": accs[-1].tolist(), "best": best.tolist(),
+           "best_epoch": [run.metrics[i]["epoch"] for i in best_idx.tolist()],
+           "superclass_acc": run.metrics[-1]["superclass_acc"] + [run.metrics[-1]["ensemble_superclass_acc"]]}
+    if run.probs is not None:
+        members = list(run.probs) + [ensemble(run.probs)]  # K + 1 of (N, C)
+        out["ece"] = [100 * ece(p, run.y) for p in members]
+        out["within_superclass_errors"] = [100 * within_superclass_error_share(p.argmax(-1), run.y, sc)
+                                           for p in members]
+    return out
+
+
+def member_names(k: int) -> list[str]:
+    return [f"model {i + 1}" for i in range(k)] + ["ensemble"]
+
+
+def summarise(run_list: list[Run]) -> list[dict]:
+    """Long table: one row per (group, metric, member) with mean, std, n over the group's seeds.
+
+    Only finished runs are used. Columns: method, superclasses, data, profile, epochs, seeds,
+    metric, member, mean, std, n, paper (Table 1's value where it has one).
+    """
+    groups: dict[tuple, list[Run]] = {}
+    for run in run_list:
+        if run.finished:
+            groups.setdefault(group_key(run), []).append(run)
+    rows = []
+    for key, members in groups.items():
+        method, source, data, profile, epochs = key
+        sums = [run_summary(r) for r in members]
+        k = min(len(s["final"]) for s in sums) - 1
+        seeds = " ".join(str(r.config["seed"]) for r in sorted(members, key=lambda r: r.config["seed"]))
+        for metric in sums[0]:
+            for i, member in enumerate(member_names(k)):
+                j = i if member != "ensemble" else -1
+                mean, std, n = mean_std([s[metric][j] for s in sums])
+                paper = (PAPER_TABLE1[method][i] if metric in ("final", "best") and method in PAPER_TABLE1
+                         and i < 2 and member != "ensemble" and source == "cifar" else float("nan"))
+                rows.append({"method": method, "superclasses": source, "data": data,
+                             "profile": profile, "epochs": epochs, "seeds": seeds, "metric": metric,
+                             "member": member, "mean": mean, "std": std, "n": n, "paper": paper})
+    return rows
+
+
+def protocol_differences(config: dict) -> dict[str, tuple]:
+    """Fields where a run's protocol differs from Table 1's: name -> (ours, paper's)."""
+    paper = make_config("paper").to_dict()
+    return {f: (config[f], paper[f]) for f in PROTOCOL_FIELDS if config[f] != paper[f]}
+
+
+def group_label(config: dict) -> str:
+    """A group's name in tables and legends: the method, plus the superclass source if not CIFAR's."""
+    source = superclass_source(config)
+    return config["method"] if source == "cifar" else f"{config['method']} ({source})"
+
+
+def _ordered(run_list: list[Run]) -> list[Run]:
+    from .mixup import METHODS
+
+    return sorted(run_list, key=lambda r: (METHODS.index(r.config["method"]),
+                                           superclass_source(r.config), r.config["seed"]))
+
+
+def curves_frame(run_list: list[Run]):
+    """Long DataFrame of learning curves: group, method, seed, epoch, member, test_acc, train_loss."""
+    import pandas as pd
+
+    rows = []
+    for run in _ordered(run_list):
+        for m in run.metrics:
+            k = len(m["test_acc"])
+            for i, member in enumerate(member_names(k)):
+                rows.append({"group": group_label(run.config), "method": run.config["method"],
+                             "seed": run.config["seed"], "epoch": m["epoch"], "member": member,
+                             "test_acc": m["test_acc"][i] if i < k else m["ensemble_acc"],
+                             "train_loss": m["train_loss"][i] if i < k else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def superclass_accuracy_frame(run_list: list[Run]):
+    """Long DataFrame: group, seed, member, superclass, accuracy [%] (finished runs, peers only)."""
+    import pandas as pd
+
+    rows = []
+    for run in _ordered([r for r in run_list if r.finished]):
+        for i, p in enumerate(run.probs):
+            acc = accuracy_per_superclass(p.argmax(-1), run.y, run.coarse, len(COARSE_NAMES))
+            rows += [{"group": group_label(run.config), "seed": run.config["seed"],
+                      "member": f"model {i + 1}", "superclass": name, "accuracy": float(a)}
+                     for name, a in zip(COARSE_NAMES, acc.tolist())]
+    return pd.DataFrame(rows)
+
+
+def reliability_by_group(run_list: list[Run], n_bins: int = ECE_BINS) -> dict[str, dict]:
+    """Reliability bins per group, the peers' predictions of every seed pooled; adds ``ece``."""
+    pooled: dict[str, tuple[list, list]] = {}
+    for run in _ordered([r for r in run_list if r.finished]):
+        probs, ys = pooled.setdefault(group_label(run.config), ([], []))
+        probs += list(run.probs)
+        ys += [run.y] * run.probs.shape[0]
+    out = {}
+    for label, (probs, ys) in pooled.items():
+        p, y = torch.cat(probs), torch.cat(ys)
+        out[label] = {**reliability_bins(p, y, n_bins), "ece": ece(p, y, n_bins)}
+    return out
+
+
+# ----------------------------------------------------------------------------- results.md / .csv
+
+def _cell(rows: list[dict], key: tuple, metric: str, member: str, digits: int = 2) -> str:
+    for r in rows:
+        if (r["method"], r["superclasses"], r["data"], r["profile"], r["epochs"]) == key and \
+                r["metric"] == metric and r["member"] == member:
+            return format_mean_std(r["mean"], r["std"], digits)
+    return "-"
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+
+
+def comparability_note(finished: list[Run]) -> str:
+    """Says plainly whether the runs follow Table 1's protocol, and where they differ."""
+    diffs: dict[str, tuple[set, object]] = {}
+    for run in finished:
+        for name, (ours, paper) in protocol_differences(run.config).items():
+            diffs.setdefault(name, (set(), paper))[0].add(str(ours))
+    if not finished:
+        return "No finished run yet: nothing to compare with Table 1."
+    if not diffs:
+        return ("These runs follow Table 1's protocol (CIFAR-100, 2 x ResNet-32, 200 epochs, the "
+                "DML paper's schedule). The paper reports one number per model; the seeds behind "
+                "it and whether it is the final or the best epoch are not stated.")
+    listed = "; ".join(f"{name} {', '.join(sorted(v))} (paper: {p})" for name, (v, p) in diffs.items())
+    synthetic = " On synthetic data the numbers only show that the pipeline works." \
+        if "data" in diffs else ""
+    return (f"**Not comparable with Table 1.** These runs differ from the paper's protocol in: "
+            f"{listed}.{synthetic}")
+
+
+def _setting(finished: list[Run]) -> str:
+    if not finished:
+        return "-"
+    c, prov = finished[0].config, finished[0].provenance
+    machine = prov.get("gpu") or f"CPU only ({prov.get('platform', 'unknown platform')})"
+    return (f"profile `{c['profile']}`, data `{c['data']}`, {c['peers']} x ResNet-{c['depth']} "
+            f"(width {c['width']}), {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']}; "
+            f"machine: {machine}; torch {prov.get('torch', '?')}; git {prov.get('git') or 'unknown'}")
+
+
+def results_markdown(run_list: list[Run], title: str = "Results") -> str:
+    """``results.md``: the setting, the comparability note, Table 1 beside ours, calibration."""
+    finished = _ordered([r for r in run_list if r.finished])
+    rows = summarise(finished)
+    keys = list(dict.fromkeys(group_key(r) for r in finished))
+    k = max([len(r.metrics[-1]["test_acc"]) for r in finished] or [2])
+    peers = member_names(k)[:-1]
+    seeds = {key: next(r["seeds"] for r in rows if (r["method"], r["superclasses"], r["data"],
+                                                    r["profile"], r["epochs"]) == key) for key in keys}
+    header = (["method", "superclasses", "data", "epochs", "seeds"] + [f"{p} final" for p in peers]
+              + [f"{p} best epoch" for p in peers] + ["ensemble final", "paper model 1", "paper model 2"])
+    body = []
+    for key in keys:
+        method, source = key[0], key[1]
+        paper = PAPER_TABLE1.get(method) if source == "cifar" else None
+        body.append([METHOD_LABELS[method], source, key[2], str(key[4]), seeds[key]]
+                    + [_cell(rows, key, "final", p) for p in peers]
+                    + [f"{_cell(rows, key, 'best', p)} (ep {_cell(rows, key, 'best_epoch', p, 0)})"
+                       for p in peers]
+                    + [_cell(rows, key, "final", "ensemble")]
+                    + ([f"{v:.2f}" for v in paper] if paper else ["-", "-"]))
+    for method, paper in PAPER_TABLE1.items():  # the paper's rows we have no run for
+        if not any(key[0] == method and key[1] == "cifar" for key in keys):
+            body.append([METHOD_LABELS[method], "cifar", "-", "-", "not run"]
+                        + ["-"] * (2 * len(peers) + 1) + [f"{v:.2f}" for v in paper])
+    calib_header = (["method", "superclasses"] + [f"ECE {m} [%]" for m in member_names(k)]
+                    + [f"errors in true superclass, {m} [%]" for m in member_names(k)]
+                    + ["superclass top-1, ensemble [%]"])
+    calib = [[METHOD_LABELS[key[0]], key[1]] + [_cell(rows, key, "ece", m) for m in member_names(k)]
+             + [_cell(rows, key, "within_superclass_errors", m, 1) for m in member_names(k)]
+             + [_cell(rows, key, "superclass_acc", "ensemble")] for key in keys]
+    unfinished = [r.label for r in run_list if not r.finished]
+    parts = [
+        f"# {title}", "",
+        f"Finished runs: {len(finished)}" + (f"; unfinished (left out): {', '.join(unfinished)}"
+                                            if unfinished else "") + ".",
+        f"Setting: {_setting(finished)}.", "",
+        comparability_note(finished), "",
+        "## Top-1 accuracy on the test split [%], beside the paper's Table 1", "",
+        _table(header, body), "",
+        "*final*: after the last epoch. *best epoch*: the highest value over all epochs and the "
+        "epoch it came from (chosen on the test split, so optimistic). Several seeds: mean ± "
+        "sample standard deviation. *ensemble*: the peers' averaged probabilities. "
+        f"Paper: {PAPER_CITATION}; one number per model, seeds and epoch choice not stated.", "",
+        "## Calibration and superclass errors (after the last epoch)", "",
+        _table(calib_header, calib), "",
+        f"ECE: {ECE_BINS} equal-width confidence bins. *errors in true superclass*: the share of "
+        "wrong predictions whose class lies in the true class's CIFAR-100 superclass (errors "
+        "spread uniformly would give about 4 %).", "",
+    ]
+    return "\n".join(parts)
+
+
+def results_csv(run_list: list[Run]) -> str:
+    """``results.csv``: :func:`summarise`'s long table of finished runs."""
+    import csv
+    import io
+
+    rows = summarise(_ordered([r for r in run_list if r.finished]))
+    columns = ["method", "superclasses", "data", "profile", "epochs", "seeds", "metric", "member",
+               "mean", "std", "n", "paper"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: (("" if math.isnan(row[c]) else round(row[c], 4))
+                             if isinstance(row[c], float) else row[c]) for c in columns})
+    return buf.getvalue()
+
+
+def write_results(run_root: str | Path, run_list: list[Run], title: str = "Results") -> tuple[Path, Path]:
+    """Write ``results.md`` and ``results.csv`` into ``run_root`` (atomically); return their paths."""
+    run_root = Path(run_root)
+    md, csv_path = run_root / "results.md", run_root / "results.csv"
+    atomic_write_text(md, results_markdown(run_list, title))
+    atomic_write_text(csv_path, results_csv(run_list))
+    return md, csv_path

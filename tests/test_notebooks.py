@@ -1,0 +1,209 @@
+"""The notebooks and their runner: committed clean, parameters as specified, executed end to end.
+
+The end-to-end test runs every notebook through ``python -m sdml.notebooks``'s functions with
+papermill, in the smoke profile on synthetic data, into a temporary folder.
+"""
+import ast
+import re
+
+import nbformat
+import pytest
+
+from sdml import nbparams, notebooks, runs
+
+METHODS = ["none", "superclass-beta"]  # two 04 runs keep the test short
+FAST = {"threads": 1}  # one torch thread: much faster than two on a shared 2-core machine
+NOTEBOOK_FILES = {nb: notebooks.NOTEBOOK_DIR / f"{nb}.ipynb" for nb in nbparams.NOTEBOOKS}
+
+
+def read(nb):
+    return nbformat.read(NOTEBOOK_FILES[nb], as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in read(nb).cells if c.cell_type == "code"]
+
+
+# ----------------------------------------------------------------------------- committed notebooks
+
+@pytest.mark.parametrize("nb", nbparams.NOTEBOOKS)
+def test_committed_without_outputs(nb):
+    notebook = read(nb)
+    nbformat.validate(notebook)
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    for cell in code_cells(nb):
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+
+
+@pytest.mark.parametrize("nb", nbparams.NOTEBOOKS)
+def test_one_parameters_cell_declaring_the_spec_then_validation(nb):
+    cells = code_cells(nb)
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    source = cells[tagged[0]].source
+    names, values = [], {}
+    for stmt in ast.parse(source).body:
+        assert isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name), ast.dump(stmt)
+        names.append(stmt.targets[0].id)
+        values[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+    assert set(names) == set(nbparams.spec(nb)) and len(names) == len(set(names))
+    assert values == nbparams.defaults(nb)
+    assert all("#" in line for line in source.splitlines() if line.strip()), "every parameter has a comment"
+    check = cells[tagged[0] + 1].source
+    assert f'sdml.nbparams.validate(\n    "{nb}"' in check
+    for name in names:
+        assert f"{name}={name}" in check
+
+
+@pytest.mark.parametrize("nb", nbparams.NOTEBOOKS)
+def test_no_function_or_class_defined_in_a_notebook(nb):
+    for cell in code_cells(nb):
+        assert not re.search(r"^\s*(async\s+)?(def|class)\s", cell.source, re.M), cell.source[:80]
+
+
+# ----------------------------------------------------------------------------- the runner, without running
+
+def runner_args(tmp_path, *extra):
+    return ["run", "--profile", "smoke", "--data", "synthetic", "--runs-root", str(tmp_path / "runs"),
+            "--figures-root", str(tmp_path / "figures"), "--data-dir", str(tmp_path / "data"), *extra]
+
+
+@pytest.fixture
+def no_execution(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a notebook was executed")
+
+    monkeypatch.setattr(notebooks, "execute", refuse)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["-p", "epoch=2"], "epoch: not a parameter of any notebook"),
+    (["--methods", "none", "superclas-beta"], "method: 'superclas-beta' is not allowed"),
+    (["-p", "peers=1"], "peers: 1 is not allowed"),
+    (["-p", "seed=3"], "seed: set by the runner; use --seeds"),
+    (["--only", "09"], "only: '09' matches no notebook"),
+])
+def test_runner_refuses_bad_input_before_running_anything(tmp_path, capsys, no_execution, extra, named):
+    assert notebooks.main(runner_args(tmp_path, *extra)) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_cifar_archive_stops_the_run_before_any_notebook(tmp_path, capsys, no_execution, monkeypatch):
+    import sdml.data
+
+    def offline(root, download=True):
+        raise FileNotFoundError(f"CIFAR-100 archive not found: {root}/cifar-100-python.tar.gz")
+
+    monkeypatch.setattr(sdml.data, "ensure_cifar100", offline)
+    argv = runner_args(tmp_path, "--only", "04")
+    argv[argv.index("synthetic")] = "cifar100"
+    assert notebooks.main(argv) == 2
+    assert "CIFAR-100 archive not found" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan(tmp_path, capsys, no_execution):
+    argv = runner_args(tmp_path, "--methods", *METHODS, "--seeds", "0", "1", "--dry-run")
+    assert notebooks.main(argv) == 0
+    out = capsys.readouterr().out
+    labels = re.findall(r"^\s*\d+\. (\S+(?: \[\S+\])?)", out, re.M)
+    assert labels == ["01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
+                      "04_train_dml [none-cifar-seed0]", "04_train_dml [none-cifar-seed1]",
+                      "04_train_dml [superclass-beta-cifar-seed0]",
+                      "04_train_dml [superclass-beta-cifar-seed1]", "05_results"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_auto_profile_and_data(monkeypatch):
+    import torch
+
+    said = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert notebooks.resolve_profile("auto", said.append) == "demo" and "no CUDA GPU" in said[-1]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Test GPU")
+    assert notebooks.resolve_profile("auto", said.append) == "paper" and "Test GPU" in said[-1]
+    assert notebooks.resolve_profile("smoke", said.append) == "smoke"
+    assert notebooks.resolve_data("auto", "paper") == "cifar100"
+    assert notebooks.resolve_data("auto", "demo") == "synthetic"
+    assert notebooks.resolve_data("synthetic", "paper") == "synthetic"
+
+
+def test_failure_names_the_notebook_and_the_cell_and_stops(tmp_path, monkeypatch):
+    failing = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                "display_name": "Python 3"}})
+    params = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}  # x" for k, v in nbparams.defaults("05_results").items()))
+    params.metadata["tags"] = ["parameters"]
+    failing.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    (tmp_path / "nbs").mkdir()
+    nbformat.write(failing, tmp_path / "nbs" / "05_results.ipynb")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path / "nbs")
+    plan = notebooks.build_plan("smoke", "synthetic", only=["05"], runs_root=tmp_path / "runs")
+    plan.append(notebooks.Step("05_results", plan[0].params, tmp_path / "never.ipynb"))
+    with pytest.raises(notebooks.NotebookFailed) as err:
+        notebooks.run_plan(plan, log=lambda *_: None)
+    message = str(err.value)
+    assert "notebook 05_results failed in cell 3 ('1 / 0')" in message  # counted as committed, from 1
+    assert "ZeroDivisionError" in message and str(plan[0].output) in message
+    assert plan[0].output.is_file() and not (tmp_path / "never.ipynb").exists()
+
+
+# ----------------------------------------------------------------------------- executing everything
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kit")
+    plan = notebooks.build_plan("smoke", "synthetic", METHODS, [0], runs_root=root / "runs",
+                                figures_root=root / "figures", data_dir=str(root / "data"), extra=FAST)
+    log = []
+    notebooks.run_plan(plan, log=log.append)
+    return root, plan, log
+
+
+def test_every_notebook_executes_and_writes_what_it_promises(executed):
+    root, plan, log = executed
+    assert [s.label for s in plan] == ["01_superclass_hierarchy", "02_mixing_preview",
+                                       "03_ratio_distributions", "04_train_dml [none-cifar-seed0]",
+                                       "04_train_dml [superclass-beta-cifar-seed0]", "05_results"]
+    for step in plan:
+        assert step.output.parent == root / "runs" / "executed"
+        cells = nbformat.read(step.output, as_version=4).cells
+        assert any(c.get("outputs") for c in cells if c.cell_type == "code"), step.label
+    figures = root / "figures"
+    for name in ("hierarchy_dendrogram.png", "similarity_by_superclass.png",
+                 "superclasses_wordnet_k20_vs_cifar.png",
+                 "learning_curves_none-cifar-seed0.png", "learning_curves_superclass-beta-cifar-seed0.png",
+                 "learning_curves.png", "accuracy_per_superclass.png", "reliability.png"):
+        assert (figures / name).stat().st_size > 1000, name
+    assert len(list(figures.glob("*.png"))) >= 12  # notebooks 02 and 03 add their own
+    assert '"classes"' in (root / "runs" / "wordnet_k20.json").read_text()
+    assert (root / "runs" / "class_synsets.csv").read_text().count("\n") == 101
+    for method in METHODS:
+        run_dir = root / "runs" / f"{method}-cifar-seed0"
+        assert len(runs.read_metrics(run_dir)) == 3
+        for name in (runs.CONFIG, runs.CHECKPOINT, runs.PREDICTIONS):
+            assert (run_dir / name).stat().st_size > 0
+    md = (root / "runs" / "results.md").read_text()
+    assert "Not comparable with Table 1" in md and "73.28" in md
+    assert "| no mixup | cifar | synthetic | 3 | 0 |" in md
+    csv_lines = (root / "runs" / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("method,") and len(csv_lines) > 10
+
+
+def test_a_rerun_skips_finished_runs_and_resumes_unfinished_ones(executed):
+    root, plan, _ = executed
+    steps = [s for s in plan if s.run_dir is not None]
+    before = {s.run_dir: ((s.run_dir / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
+              for s in steps}
+    log = []
+    again = notebooks.build_plan("smoke", "synthetic", METHODS, [0], only=["04"], runs_root=root / "runs",
+                                 figures_root=root / "figures", data_dir=str(root / "data"), extra=FAST)
+    notebooks.run_plan(again, log=log.append)
+    assert len(log) == 2 and all(line.endswith("finished run, skipped") for line in log)
+    after = {s.run_dir: ((s.run_dir / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
+             for s in steps}
+    assert after == before
+    # asking for more epochs turns a finished run into one to resume
+    longer = notebooks.build_plan("smoke", "synthetic", METHODS[:1], [0], only=["04"], runs_root=root / "runs",
+                                  data_dir=str(root / "data"), extra={"epochs": 4})
+    assert notebooks.run_state(longer[0]) == "resume"
