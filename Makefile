@@ -43,3 +43,7 @@ lab: setup wordnet
 # A smoke training run on synthetic data (seconds on a CPU).
 train: setup
 	$(PY) -m sdml train --profile smoke --data synthetic --method superclass-beta --out $(RUN) --resume
+
+# Throughput: a typical DML implementation against ours, interleaved in one process.
+bench: setup
+	$(PY) benchmarks/dml_bench.py --device auto --json runs/bench.json

@@ -1,4 +1,4 @@
-"""Command line: ``python -m sdml train | bench | hierarchy``."""
+"""Command line: ``python -m sdml train | train-many | bench | hierarchy | wordnet | data``."""
 from __future__ import annotations
 
 import argparse

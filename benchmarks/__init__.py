@@ -1,0 +1,1 @@
+"""Benchmarks of the DML training step (``python benchmarks/dml_bench.py``, ``make bench``)."""
