@@ -8,7 +8,7 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from .data import DATASETS
 from .mixup import METHODS

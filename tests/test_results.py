@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sdml import results, runs
+from sdml import report, results, runs
 from sdml.config import make_config
 from sdml.io import atomic_torch_save, atomic_write_json
 
@@ -120,7 +120,7 @@ def test_summary_over_seeds_final_and_best(tmp_path):
 def test_results_md_and_csv_for_synthetic_runs_say_not_comparable(tmp_path):
     write_run(tmp_path, "superclass-beta", 0, [(50.0, 40.0), (58.0, 47.0)])
     write_run(tmp_path, "none", 0, [(30.0, 31.0)], finished=False)
-    md_path, csv_path = results.write_results(tmp_path, results.load_runs(tmp_path), "Results: smoke")
+    md_path, csv_path = report.write_results(tmp_path, results.load_runs(tmp_path), "Results: smoke")
     md = md_path.read_text()
     for number in ("71.51", "71.46", "71.37", "71.08", "72.23", "71.93", "73.28", "73.01"):
         assert number in md
@@ -140,7 +140,7 @@ def test_paper_protocol_runs_are_called_comparable(tmp_path):
     rows = runs.read_metrics(run_dir)
     rows[-1]["epoch"] = 200
     (run_dir / runs.METRICS).write_text(json.dumps(rows[-1]) + "\n")
-    md = results.results_markdown(results.load_runs(tmp_path))
+    md = report.results_markdown(results.load_runs(tmp_path))
     assert "Not comparable" not in md and "follow Table 1's protocol" in md
 
 
