@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - tqdm is a dependency; keep the library
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; asking for a missing device is an error."""
+    """``auto`` picks CUDA when present, else the CPU; asking for a missing device is an error."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -57,10 +57,9 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str):
     """K peers with weights drawn from the run seed, without touching global random state."""
     from .models import build_peers
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(cfg.seed, "init"))
-        model = build_peers(cfg.peers, fuse=fuse, depth=cfg.depth, num_classes=num_classes,
-                            width=cfg.width, shortcut=cfg.shortcut)
+    gen = torch.Generator().manual_seed(stream_seed(cfg.seed, "init"))
+    model = build_peers(cfg.peers, fuse=fuse, generator=gen, depth=cfg.depth,
+                        num_classes=num_classes, width=cfg.width, shortcut=cfg.shortcut)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
