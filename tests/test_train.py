@@ -166,3 +166,17 @@ def test_resuming_with_more_epochs_records_them(tmp_path):
                            log=lambda *_: None)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert runs.read_config(tmp_path / "run").epochs == 2
+
+
+@pytest.mark.parametrize("method, superclasses", [("superclass-beta", "wordnet"),
+                                                  ("superclass-soft", "cifar")])
+def test_wordnet_superclasses_and_the_soft_method_train(tmp_path, method, superclasses):
+    cfg = tiny(tmp_path, epochs=1, method=method, superclasses=superclasses)
+    rows = train_mod.train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    saved = json.loads((tmp_path / "run" / runs.CONFIG).read_text())
+    assert len(rows) == 1 and all(0 <= a <= 100 for a in rows[0]["test_acc"])
+    assert len(saved["superclasses"]["superclass_names"]) == 20
+    if superclasses == "wordnet":
+        assert saved["superclasses"]["name"] != "cifar"
+    else:
+        assert 0 < rows[0]["mean_lam"] < 1
