@@ -93,11 +93,14 @@ class GroupedPeers(ResNetTrunk):
         # gives both the same weights; the fused layers' own default init is then overwritten
         kwargs = dict(depth=depth, num_classes=num_classes, width=width, shortcut=shortcut)
         peers = [resnet_cifar(**kwargs, generator=generator).state_dict() for _ in range(p)]
-        super().__init__(depth, width, shortcut, groups=p, num_classes=num_classes)
-        if runs > 1:  # each run's own 3 input channels feed that run's K stems only
-            self.conv1 = RunStem(3 * runs, p * width, 3, 1, 1, bias=False, groups=runs)
+        # the fused layers' default init is overwritten below; with a generator it must not
+        # consume torch's global random state either
+        with torch.random.fork_rng(devices=[], enabled=generator is not None):
+            super().__init__(depth, width, shortcut, groups=p, num_classes=num_classes)
+            if runs > 1:  # each run's own 3 input channels feed that run's K stems only
+                self.conv1 = RunStem(3 * runs, p * width, 3, 1, 1, bias=False, groups=runs)
+            self.fc = GroupedLinear(p, self.feature_dim, num_classes)
         self.k, self.runs, self.n_peers, self.num_classes = k, runs, p, num_classes
-        self.fc = GroupedLinear(p, self.feature_dim, num_classes)
         self.load_peer_state_dicts(peers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

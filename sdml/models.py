@@ -169,9 +169,12 @@ def resnet_cifar(
         num_classes: size of the linear head.
         width: channels of the first stage (16 in the paper).
         shortcut: "A" (zero-padding identity, parameter-free) or "B" (1x1 conv + BN projection).
-        generator: random source for the initial weights (None: torch's global one).
+        generator: random source for the initial weights (None: torch's global one, which then
+            also feeds the layers' default init; with a generator the global state is untouched).
     """
-    return init_weights(CifarResNet(depth, num_classes, width, shortcut), generator)
+    with torch.random.fork_rng(devices=[], enabled=generator is not None):
+        net = CifarResNet(depth, num_classes, width, shortcut)  # default init, overwritten below
+    return init_weights(net, generator)
 
 
 def clone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

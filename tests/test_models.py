@@ -254,3 +254,12 @@ def test_bf16_autocast_cpu(fuse):
             low = peers(x)
     assert low.shape == (2, 8, 10) and torch.isfinite(low).all()
     torch.testing.assert_close(low.float(), reference, rtol=0.05, atol=0.05)  # bf16 has ~3 digits
+
+
+@pytest.mark.parametrize("fuse", ["loop", "grouped"])
+def test_a_generator_leaves_global_random_state_alone(fuse):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_peers(2, fuse=fuse, generator=torch.Generator().manual_seed(0), depth=8, width=4)
+    assert torch.equal(torch.rand(3), expected)
