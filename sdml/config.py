@@ -8,6 +8,7 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 
 from .data import DATASETS
@@ -105,13 +106,15 @@ class Config:
         _int("synthetic_test_per_class", self.synthetic_test_per_class, 1)
         _int("threads", self.threads, 0)
         _int("seed", self.seed, 0)
+        _int("synthetic_seed", self.synthetic_seed, 0)
         for name in ("alpha", "same_alpha", "diff_alpha", "lr", "temperature", "gamma"):
             _positive(name, getattr(self, name))
         for name in ("same_ratio", "diff_ratio", "momentum"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: {value!r}; allowed: a number in [0, 1]")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+        if (isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float))
+                or not math.isfinite(self.weight_decay) or self.weight_decay < 0):
             raise ValueError(f"weight_decay: {self.weight_decay!r}; allowed: a number >= 0")
         ms = self.milestones
         if (not isinstance(ms, (tuple, list))
@@ -133,8 +136,9 @@ def _int(name: str, value, lo: int, hi: int | None = None) -> None:
 
 
 def _positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name}: {value!r}; allowed: a positive number")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            or not math.isfinite(value)):
+        raise ValueError(f"{name}: {value!r}; allowed: a positive finite number")
 
 
 #: Named presets: overrides of the paper defaults.

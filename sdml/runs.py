@@ -115,6 +115,12 @@ def load_checkpoint(run_dir: Path, model, optimizer, fuse: str, device) -> int:
     return int(state["epoch"])
 
 
+def save_predictions(run_dir: Path, probs: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor) -> None:
+    """The peers' (K, N, C) test probabilities (float32) with the labels, written atomically."""
+    atomic_torch_save({"probs": probs.float().cpu(), "y": y.cpu(), "coarse": coarse.cpu()},
+                      Path(run_dir) / PREDICTIONS)
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / METRICS
     if not path.exists():

@@ -80,10 +80,29 @@ def forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temper
     return dml_losses(logits.float(), y, y_partner, lam, temperature), y_partner
 
 
+def compile_errors() -> tuple[type, ...]:
+    """The exceptions by which ``torch.compile`` says it cannot compile here (no compiler, no
+    Triton, an unsupported construct); anything else, such as running out of memory, is a real
+    error and propagates."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor import exc as inductor
+
+    return (TorchDynamoException, inductor.CppCompileError, inductor.InvalidCxxCompiler,
+            inductor.OperatorIssue, inductor.CppWrapperCodegenError)
+
+
+def use_float_lr(optimizer: torch.optim.Optimizer) -> None:
+    """An eager step wants a Python float lr (a tensor lr costs a host sync per eager step)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+
+
 class Stepper:
     """Runs training steps of one model and optimiser, eagerly or through ``torch.compile``.
 
-    A compile that fails is reported with a warning naming the error, and the step runs eagerly.
+    If compiling fails before the first compiled step has succeeded, a warning names the error and
+    the step runs eagerly from then on; a failure after that, or any other error, propagates.
     """
 
     def __init__(self, model, optimizer, data, temperature, use_amp: bool, compile: bool,
@@ -93,6 +112,7 @@ class Stepper:
         self.eager_forward = self.forward = forward
         self.update = optimizer.step
         self.compiled = False
+        self.proven = False  # a compiled step has run to the end
         if compile:
             self.forward = torch.compile(forward, dynamic=False)
             self.update = torch.compile(optimizer.step, dynamic=False)
@@ -111,13 +131,16 @@ class Stepper:
     def __call__(self, plan: EpochPlan, i: int):
         """Step ``i`` of ``plan``; returns the (K,) losses, labels and partners' labels."""
         inputs = step_inputs(self.data, plan, i)
-        if not self.compiled:
+        if not self.compiled or self.proven:
             return self._run(inputs)
         try:
-            return self._run(inputs)
-        except Exception as err:  # noqa: BLE001 - reported, then the eager step runs
+            out = self._run(inputs)
+        except compile_errors() as err:
             warnings.warn(f"compile: torch.compile failed on this platform ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); running the step eagerly",
                           RuntimeWarning, stacklevel=2)
             self.forward, self.update, self.compiled = self.eager_forward, self.optimizer.step, False
+            use_float_lr(self.optimizer)
             return self._run(inputs)
+        self.proven = True
+        return out

@@ -76,12 +76,28 @@ def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.O
                            nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, tensor: bool = False) -> None:
+    """Set every group's lr; ``tensor`` keeps it a device tensor, updated in place, so that a
+    compiled ``optimizer.step`` follows the schedule without recompiling (a run resumed with
+    ``compile`` switched gets the lr type its step wants)."""
     for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
+        if not tensor:
+            group["lr"] = float(lr)
+        elif isinstance(group["lr"], torch.Tensor):
             group["lr"].fill_(lr)
         else:
-            group["lr"] = lr
+            group["lr"] = torch.tensor(float(lr), device=group["params"][0].device)
+
+
+def check_finite(row: dict, where: str, epoch: int) -> None:
+    """Stop on a non-finite training or test loss, before anything of this epoch is saved (the
+    test loss also catches weights broken by the epoch's last update)."""
+    values = list(row["train_loss"]) + list(row["test_loss"])
+    if not all(math.isfinite(v) for v in values):
+        raise FloatingPointError(
+            f"non-finite loss in epoch {epoch + 1} (train {row['train_loss']}, test "
+            f"{row['test_loss']}); the run stopped and {where} still holds epoch {epoch} "
+            f"(try a lower --lr)")
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -184,6 +200,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
     mix_params = resolve_mix_params(cfg)
     arrays = dataset_for(cfg)
+    steps_per_epoch(cfg, len(arrays.train_y))  # a batch larger than the data fails here, early
     cfg, first_epoch = runs.start(run_dir, cfg, resume, extra={"superclasses": sc.to_json()})
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -202,17 +219,14 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for epoch in range(done, cfg.epochs):
-        set_lr(optimizer, lrs[epoch])
+        set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train
         row = {"epoch": epoch + 1, "lr": lrs[epoch]}
         row.update(train_one_epoch(stepper, data, cfg, superclass_of, epoch, mix_params, progress))
-        if not all(math.isfinite(v) for v in row["train_loss"]):
-            raise FloatingPointError(
-                f"non-finite training loss {row['train_loss']} in epoch {epoch + 1}; the run stopped "
-                f"and {run_dir / runs.CHECKPOINT} still holds epoch {epoch} (try a lower --lr)")
         # evaluate on the test split; superclass accuracy uses the dataset's own superclasses
         probs = predict(model, data, cfg.eval_batch_size, device)
         row.update(evaluate(probs, data.test_y, cifar_of))
+        check_finite(row, str(run_dir / runs.CHECKPOINT), epoch)
         # log, then checkpoint (a kill in between is repaired on resume by trimming the log)
         runs.append_metrics(run_dir, row)
         runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)
@@ -221,10 +235,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
             on_epoch(row)
     if done < cfg.epochs or not (run_dir / runs.PREDICTIONS).exists():
         probs = predict(model, data, cfg.eval_batch_size, device)
-        from .io import atomic_torch_save
-
-        atomic_torch_save({"probs": probs.half().cpu(), "y": data.test_y.cpu(),
-                           "coarse": data.test_coarse.cpu()}, run_dir / runs.PREDICTIONS)
+        runs.save_predictions(run_dir, probs, data.test_y, data.test_coarse)
     return runs.read_metrics(run_dir)
 
 

@@ -193,7 +193,7 @@ def test_failed_compile_falls_back_to_the_fused_eager_step(monkeypatch):
 
     def broken(fn, **kwargs):
         def fail(*args, **kw):
-            raise RuntimeError("no compiler here")
+            raise torch._dynamo.exc.TorchDynamoException("no compiler here")
         return fail
 
     monkeypatch.setattr(torch, "compile", broken)

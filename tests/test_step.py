@@ -84,3 +84,29 @@ def test_compiled_step_matches_eager_on_cpu():
         for key in a:
             assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-3, atol=1e-4), key
 
+
+
+def _broken_compile(error):
+    def broken(fn, **kwargs):
+        def fail(*args, **kw):
+            raise error
+        return fail
+    return broken
+
+
+def test_a_failed_compile_warns_and_runs_eagerly_with_a_float_lr(monkeypatch):
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    eager_losses, eager_w, _ = _train(False)
+    monkeypatch.setattr(torch, "compile", _broken_compile(InvalidCxxCompiler()))
+    with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler"):
+        losses, weights, stepper = _train(True)
+    assert not stepper.compiled
+    assert all(isinstance(g["lr"], float) for g in stepper.optimizer.param_groups)
+    assert torch.equal(losses, eager_losses)
+
+
+def test_other_errors_in_a_compiled_step_propagate(monkeypatch):
+    monkeypatch.setattr(torch, "compile", _broken_compile(torch.OutOfMemoryError("out of memory")))
+    with pytest.raises(torch.OutOfMemoryError):
+        _train(True)

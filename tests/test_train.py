@@ -180,3 +180,46 @@ def test_wordnet_superclasses_and_the_soft_method_train(tmp_path, method, superc
         assert saved["superclasses"]["name"] != "cifar"
     else:
         assert 0 < rows[0]["mean_lam"] < 1
+
+
+def test_a_loss_broken_by_the_last_update_is_caught_before_the_checkpoint(tmp_path, monkeypatch):
+    real = train_mod.evaluate
+    calls = {"n": 0}
+
+    def broken(*args, **kwargs):  # the test loss after epoch 2 is NaN: broken weights
+        calls["n"] += 1
+        row = real(*args, **kwargs)
+        if calls["n"] == 2:
+            row["test_loss"] = [float("nan")] * len(row["test_loss"])
+        return row
+
+    monkeypatch.setattr(train_mod, "evaluate", broken)
+    with pytest.raises(FloatingPointError, match="epoch 2"):
+        train_mod.train(tiny(tmp_path), tmp_path / "run", progress=False, log=lambda *_: None)
+    assert runs.load_checkpoint_epoch(tmp_path / "run") == 1
+
+
+def test_a_batch_larger_than_the_data_fails_before_the_run_folder(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        train_mod.train(tiny(tmp_path, batch_size=5000), tmp_path / "run", progress=False,
+                        log=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("first, then", [("off", "on"), ("on", "off")])
+def test_resume_across_compile_gives_the_step_the_lr_type_it_wants(tmp_path, monkeypatch, first, then):
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # the compiled path, run eagerly
+    seen = []
+    real = train_mod.train_one_epoch
+
+    def spy(stepper, *args, **kwargs):
+        seen.append({type(g["lr"]) for g in stepper.optimizer.param_groups})
+        return real(stepper, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", spy)
+    train_mod.train(tiny(tmp_path, epochs=1, compile=first), tmp_path / "run", progress=False,
+                    log=lambda *_: None)
+    train_mod.train(tiny(tmp_path, epochs=2, compile=then), tmp_path / "run", resume=True,
+                    progress=False, log=lambda *_: None)
+    want = {"on": {torch.Tensor}, "off": {float}}
+    assert seen == [want[first], want[then]]
