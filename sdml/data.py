@@ -1,4 +1,4 @@
-"""CIFAR-100 from its python archive, and batches kept on the device.
+"""CIFAR-100 from its python archive, kept on the device as uint8, and batch-wise augmentation.
 
 The archive (``cifar-100-python.tar.gz``) holds three pickles: ``train`` and ``test`` (keys
 ``data``: uint8 N x 3072 channel-major RGB rows, ``fine_labels``, ``coarse_labels``) and ``meta``
@@ -6,8 +6,12 @@ The archive (``cifar-100-python.tar.gz``) holds three pickles: ``train`` and ``t
 before anything is unpickled, and unpickles with an allow-list of numpy globals only.
 :mod:`sdml.synthetic` writes archives of the same format for runs without the real data.
 
-On the device, images stay uint8 (N, 3, H, W); :func:`train_batches` shuffles, crops (4-pixel
-zero padding), flips and normalises whole batches with tensor ops and an explicit generator.
+On the device (:func:`to_device`), images stay uint8 (N, 3, H, W) beside the train set's channel
+statistics. :func:`crop_flip` crops (4-pixel zero padding) and mirrors a whole batch at given
+offsets and flips, :func:`normalize` turns uint8 into normalised float32, and
+:func:`eval_batches` walks the test set in order. Training batches, their crop offsets and flips
+included, are drawn by :func:`sdml.step.plan_epoch` and augmented in
+:func:`sdml.step.forward_losses`.
 """
 from __future__ import annotations
 
@@ -321,36 +325,6 @@ def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.T
     # one gather over the flattened padded image: position rows * (W + 2 pad) + cols
     idx = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).reshape(b, 1, h * w)
     return padded.reshape(b, c, -1).gather(2, idx.expand(b, c, h * w)).reshape(b, c, h, w)
-
-
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (zero fill) and horizontal flip with p = 0.5."""
-    b = x.shape[0]
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
-    flip = torch.rand(b, generator=generator, device=x.device) < 0.5
-    return crop_flip(x, dy, dx, flip, pad)
-
-
-def train_batches(data: DeviceData, batch_size: int, generator: torch.Generator,
-                  augment: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of shuffled training batches (x normalised float32 (B, 3, H, W), y (B,) int64).
-
-    The last incomplete batch is dropped. ``generator`` must live on the data's device.
-    """
-    n = data.train_x.shape[0]
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size = {batch_size!r} must be in 1..{n} (the training set size)")
-    if generator.device.type != data.device.type:
-        raise ValueError(f"generator is on {generator.device} but the data on {data.device}; "
-                         f"create it with torch.Generator(device=...) on the data's device")
-    order = torch.randperm(n, generator=generator, device=data.device)
-    for start in range(0, n - batch_size + 1, batch_size):
-        idx = order[start:start + batch_size]
-        x = data.train_x[idx]  # (B, 3, H, W) uint8
-        if augment:
-            x = random_crop_flip(x, generator)
-        yield normalize(x, data.mean, data.std), data.train_y[idx]
 
 
 def eval_batches(data: DeviceData, batch_size: int

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 
 METHODS = ("none", "mixup", "superclass-choice", "superclass-beta", "superclass-soft")
+#: The methods of the paper's Table 1, in its order (``superclass-soft`` is not in the paper).
+TABLE1_METHODS = ("none", "mixup", "superclass-choice", "superclass-beta")
 
 #: The paper's constants; each can be overridden through ``**params``.
 DEFAULTS: dict[str, dict[str, float]] = {
@@ -124,12 +126,13 @@ def sample_ratios(method: str, y: torch.Tensor, y_partner: torch.Tensor, supercl
     if method == "mixup":
         alpha = torch.full((n,), float(p["alpha"]), dtype=torch.float64, device=dev)
         return sample_beta(alpha, alpha, generator)
-    same = same_superclass(y, y_partner, superclass_of)
     if method == "superclass-choice":
+        same = same_superclass(y, y_partner, superclass_of)
         high = torch.rand(n, generator=generator, device=dev) < 0.5
         diff = torch.where(high, float(p["diff_ratio"]), 1.0 - float(p["diff_ratio"]))
         return torch.where(same, torch.full((n,), float(p["same_ratio"]), device=dev), diff).float()
     if method == "superclass-beta":
+        same = same_superclass(y, y_partner, superclass_of)
         alpha = torch.where(same, float(p["same_alpha"]), float(p["diff_alpha"])).to(torch.float64)
         return sample_beta(alpha, alpha, generator)
     from .wordnet import soft_beta_alpha  # superclass-soft: the Beta parameter follows similarity

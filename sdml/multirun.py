@@ -18,7 +18,6 @@ finishes or undoes a commit that a kill interrupted.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from pathlib import Path
@@ -31,19 +30,17 @@ from .data import crop_flip, normalize
 from .fused import GroupedPeers, SharedInput, merge_optimizer_states, split_optimizer_state
 from .io import atomic_torch_save
 from .losses import dml_losses
-from .mixup import mix_images
+from .mixup import TABLE1_METHODS, mix_images
 from .step import EpochPlan, Stepper, plan_epoch
-from .train import (build_model, evaluate, lr_schedule, make_optimizer, predict, resolve_device,
-                    resolve_mix_params, set_lr, steps_per_epoch, stream_seed, summary_line, tqdm,
-                    use_compile)
+from .train import (build_model, check_finite, evaluate, lr_schedule, make_optimizer, predict,
+                    resolve_device, resolve_mix_params, set_lr, steps_per_epoch, stream_seed,
+                    summary_line, tqdm, use_compile)
 
 #: Config fields in which the runs of one job may differ (they do not change the job's shapes).
 MAY_DIFFER = ("method", "alpha", "same_ratio", "diff_ratio", "same_alpha", "diff_alpha",
               "superclasses", "wordnet_k", "seed", "temperature", "profile")
 #: A run's next checkpoint while a job commits one epoch (gone once the commit is done).
 NEXT_CHECKPOINT = "checkpoint.next.pt"
-#: The four methods of the paper's Table 1.
-TABLE1_METHODS = ("none", "mixup", "superclass-choice", "superclass-beta")
 
 
 def check_job(cfgs: list[Config], run_dirs: list) -> list[Config]:
@@ -224,7 +221,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     for ``cfgs[r]`` (with ``fuse="grouped"``). A non-finite loss in any run stops the job with
     ``FloatingPointError``; every run keeps its last committed checkpoint.
     """
-    from .data import load_dataset, to_device
+    from .data import dataset_for, to_device
     from .hierarchy import resolve_superclasses, superclass_of as cifar_superclass_of
 
     cfgs, run_dirs = check_job(cfgs, run_dirs), [Path(d) for d in run_dirs]
@@ -233,10 +230,8 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     # setup: superclasses, mixing parameters and data (all validated before a folder is used)
     scs = [resolve_superclasses(c.superclasses, c.wordnet_k) for c in cfgs]
     mix_params = [resolve_mix_params(c) for c in cfgs]
-    arrays = load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
-                          synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
-                                         n_test_per_class=cfg.synthetic_test_per_class,
-                                         seed=cfg.synthetic_seed))
+    arrays = dataset_for(cfgs[0])
+    steps_per_epoch(cfgs[0], len(arrays.train_y))  # a batch larger than the data fails here, early
     # run folders: refuse before any is touched; finish or undo a commit a kill interrupted
     held = [d for d in run_dirs if (d / runs.CONFIG).exists()]
     if held and not resume:
@@ -272,19 +267,16 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     for d, c in zip(run_dirs, cfgs):
         log(f"[sdml]   {d} | {c.method} | superclasses {c.superclasses} | seed {c.seed}")
     for epoch in range(done, cfg.epochs):
-        set_lr(optimizer, lrs[epoch])
+        set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train all runs
         rows = [{"epoch": epoch + 1, "lr": lrs[epoch], **metrics} for metrics in
                 train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress)]
-        for d, row in zip(run_dirs, rows):
-            if not all(math.isfinite(v) for v in row["train_loss"]):
-                raise FloatingPointError(
-                    f"non-finite training loss {row['train_loss']} of run {d} in epoch {epoch + 1}; "
-                    f"the job stopped and every run still holds epoch {epoch} (try a lower --lr)")
         # evaluate: every run sees the same test images
         probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)  # (R*K, N, C)
         for row, p in zip(rows, probs.unflatten(0, (r_runs, k))):
             row.update(evaluate(p, data.test_y, cifar_of))
+        for d, row in zip(run_dirs, rows):  # every run keeps its last committed checkpoint
+            check_finite(row, f"every run of the job (this one: {d})", epoch)
         # log, then commit all runs' checkpoints (a kill in between is repaired on resume)
         for d, row in zip(run_dirs, rows):
             runs.append_metrics(d, row)
@@ -296,17 +288,18 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
         probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)
         for d, p, miss in zip(run_dirs, probs.unflatten(0, (r_runs, k)), missing):
             if done < cfg.epochs or miss:
-                atomic_torch_save({"probs": p.half().cpu(), "y": data.test_y.cpu(),
-                                   "coarse": data.test_coarse.cpu()}, d / runs.PREDICTIONS)
+                runs.save_predictions(d, p, data.test_y, data.test_coarse)
     return [runs.read_metrics(d) for d in run_dirs]
 
 
 # ----------------------------------------------------------------------------- command line
 
 def run_name(cfg: Config) -> str:
-    """``<method>-<superclasses>-seed<seed>``; a JSON mapping is named by its file's stem."""
-    sc = Path(cfg.superclasses).stem if cfg.superclasses.endswith(".json") else cfg.superclasses
-    return f"{cfg.method}-{sc}-seed{cfg.seed}"
+    """A config's run folder name, :func:`sdml.nbparams.run_name` of its method, superclasses
+    and seed (the name notebook 04 gives the same run)."""
+    from .nbparams import run_name as name_of_run
+
+    return name_of_run(cfg.method, cfg.superclasses, cfg.seed)
 
 
 def plan_many(base: Config, methods, seeds, out_root) -> tuple[list[Config], list[Path]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import DATASETS, DEVICES, PROFILES
-from .mixup import METHODS
+from .mixup import METHODS, TABLE1_METHODS
 
 NOTEBOOKS = ("01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
              "04_train_dml", "05_results")
@@ -75,7 +75,7 @@ SPECS: dict[str, dict[str, Param]] = {
         "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
         "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
     },
-    "05_results": {"methods": _methods(["none", "mixup", "superclass-choice", "superclass-beta"])},
+    "05_results": {"methods": _methods(list(TABLE1_METHODS))},
 }
 
 
@@ -104,10 +104,14 @@ def validate(notebook: str, **params) -> dict[str, Any]:
     return out
 
 
+def superclasses_name(superclasses: str) -> str:
+    """A superclasses source's short name: ``cifar``, ``wordnet`` or a JSON mapping's file stem."""
+    return superclasses if superclasses in ("cifar", "wordnet") else Path(superclasses).stem
+
+
 def run_name(method: str, superclasses: str, seed: int) -> str:
-    """``<method>-<superclasses>-seed<seed>``; a JSON mapping contributes its file stem."""
-    source = superclasses if superclasses in ("cifar", "wordnet") else Path(superclasses).stem
-    return f"{method}-{source}-seed{seed}"
+    """``<method>-<superclasses>-seed<seed>``, superclasses by :func:`superclasses_name`."""
+    return f"{method}-{superclasses_name(superclasses)}-seed{seed}"
 
 
 def run_dir(params: dict) -> Path:

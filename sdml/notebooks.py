@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import nbparams
+from .mixup import TABLE1_METHODS
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
-TABLE1_METHODS = ("none", "mixup", "superclass-choice", "superclass-beta")
 USES_DATA = ("02_mixing_preview", "03_ratio_distributions", "04_train_dml")  # read the dataset
 #: Parameters the runner sets from its own options; ``-p`` may not set them.
 MANAGED = {"profile": "--profile", "data": "--data", "data_dir": "--data-dir", "seed": "--seeds",

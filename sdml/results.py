@@ -25,17 +25,19 @@ import torch
 from . import runs
 from .config import make_config
 from .hierarchy import COARSE_NAMES, superclass_of as cifar_superclass_of
+from .mixup import TABLE1_METHODS
+from .nbparams import superclasses_name
 
 PAPER_CITATION = ('Table 1 ("quantitative evaluation [%]", top-1 accuracy on the CIFAR-100 test '
                   'split, two ResNet-32 peers trained with DML) of the paper "mixup using '
                   'superclasses for Deep Mutual Learning"')
-#: Table 1 of the paper: top-1 accuracy [%] of model 1 and model 2.
-PAPER_TABLE1: dict[str, tuple[float, float]] = {
-    "none": (71.51, 71.46),
-    "mixup": (71.37, 71.08),
-    "superclass-choice": (72.23, 71.93),
-    "superclass-beta": (73.28, 73.01),
-}
+#: Table 1 of the paper: top-1 accuracy [%] of model 1 and model 2, by method.
+PAPER_TABLE1: dict[str, tuple[float, float]] = dict(zip(TABLE1_METHODS, (
+    (71.51, 71.46),  # none
+    (71.37, 71.08),  # mixup
+    (72.23, 71.93),  # superclass-choice
+    (73.28, 73.01),  # superclass-beta
+), strict=True))
 METHOD_LABELS = {
     "none": "no mixup",
     "mixup": "mixup (alpha = 1.0)",
@@ -124,9 +126,9 @@ def runs_frame(run_list: list[Run]):
 
 
 def superclass_source(config: dict) -> str:
-    """``cifar``, ``wordnet`` or a JSON mapping's file stem."""
-    source = config["superclasses"]
-    return source if source in ("cifar", "wordnet") else Path(source).stem
+    """A run's superclasses: ``cifar``, ``wordnet`` or a JSON mapping's file stem
+    (:func:`sdml.nbparams.superclasses_name`)."""
+    return superclasses_name(config["superclasses"])
 
 
 def group_key(run: "Run") -> tuple:

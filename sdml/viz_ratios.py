@@ -22,7 +22,8 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
-from .mixup import DEFAULTS, partners, resolve_params, same_superclass, sample_ratios
+from .mixup import DEFAULTS, resolve_params, same_superclass, sample_ratios
+from .step import plan_epoch
 from .viz import PAIR_GROUPS, sample_class_pairs
 
 #: Methods whose ratio law the figures show (``superclass-soft`` only with a similarity matrix).
@@ -171,29 +172,32 @@ def soft_table(similarity: torch.Tensor, n: int, superclass_of: torch.Tensor, ge
 
 def batch_same_shares(labels, superclass_of: torch.Tensor, batch_size: int, n_batches: int,
                       generator: torch.Generator) -> torch.Tensor:
-    """(n_batches,) share of same-superclass pairs in training batches, mixed as in training:
-    shuffled batches of ``labels`` (last partial batch dropped), partner = a random permutation
-    of the batch (:func:`sdml.mixup.partners`)."""
+    """(n_batches,) share of same-superclass pairs in training batches, drawn as training draws
+    them: whole epochs of :func:`sdml.step.plan_epoch` (shuffled batches of ``labels``, the last
+    partial batch dropped, partner = a random permutation of positions in the batch)."""
     labels = torch.as_tensor(labels).long()
     if not 2 <= batch_size <= len(labels):
         raise ValueError(f"batch_size: {batch_size!r}; allowed: an integer in 2..{len(labels)}")
-    shares, order, pos = [], torch.randperm(len(labels), generator=generator), 0
-    while len(shares) < n_batches:
-        if pos + batch_size > len(labels):  # a new epoch
-            order, pos = torch.randperm(len(labels), generator=generator), 0
-        y = labels[order[pos:pos + batch_size]]  # (B,)
-        pos += batch_size
-        perm = partners(batch_size, generator)
-        shares.append(same_superclass(y, y[perm], superclass_of).double().mean())
-    return torch.stack(shares)
+    steps = len(labels) // batch_size  # a full epoch, as sdml.train.steps_per_epoch
+    shares, done = [], 0
+    while done < n_batches:
+        plan = plan_epoch(labels, batch_size, steps, "none", superclass_of, generator, {},
+                          augment=False)
+        y = labels[plan.index]  # (S, B)
+        same = same_superclass(y, y.gather(1, plan.partner), superclass_of)  # (S, B)
+        shares.append(same.double().mean(1)[:n_batches - done])
+        done += steps
+    return torch.cat(shares)
 
 
 def expected_same_share(labels, superclass_of: torch.Tensor, batch_size: int) -> float:
     """Expected share of same-superclass pairs in a batch of ``batch_size`` distinct samples.
 
     E = 1/B + (1 - 1/B) q,  q = sum_s n_s (n_s - 1) / (N (N - 1)):
-    a random permutation leaves a sample with itself with probability 1/B; otherwise its partner
-    is a uniformly random other sample of the dataset (n_s samples in superclass s, N in all).
+    the partner is a uniformly random permutation of the batch's positions (as in
+    :func:`sdml.step.plan_epoch`), so a sample is its own partner with probability 1/B; otherwise
+    its partner is a uniformly random other sample of the dataset (n_s samples in superclass s,
+    N in all).
     """
     sc = superclass_of.long()[torch.as_tensor(labels).long()]
     n_s = torch.bincount(sc).double()

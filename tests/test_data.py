@@ -18,9 +18,10 @@ import torch
 
 from sdml import data, synthetic
 from sdml.data import (ARCHIVE_NAME, CIFAR100_MD5, CifarArrays, crop_flip, denormalize,
-                       ensure_cifar100, eval_batches, load_dataset, normalize, random_crop_flip,
-                       read_archive, to_device, train_batches)
-from sdml.hierarchy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+                       ensure_cifar100, eval_batches, load_dataset, normalize, read_archive,
+                       to_device)
+from sdml.hierarchy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, superclass_of
+from sdml.step import plan_epoch
 
 F2C = np.asarray(FINE_TO_COARSE)
 
@@ -349,11 +350,13 @@ def test_crop_flip_matches_per_sample_slicing():
     np.testing.assert_array_equal(crop_flip(x, dy, dx, flip, pad=4).numpy(), expected)
 
 
-def test_random_crop_flip_is_a_translated_window_and_flips_half():
+def test_planned_crop_is_a_translated_window_and_flips_half():
     b = 512
     x = torch.randint(0, 256, (b, 3, 8, 8), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(1))
-    out = random_crop_flip(x, torch.Generator().manual_seed(2)).numpy()
+    plan = plan_epoch(torch.arange(b) % 100, b, 1, "none", superclass_of(),
+                      torch.Generator().manual_seed(2), {})
+    out = crop_flip(x, plan.dy[0], plan.dx[0], plan.flip[0]).numpy()
     windows = _windows(x.numpy(), 4).reshape(b, 9 * 9 * 2, 3, 8, 8)
     match = (windows == out[:, None]).all(axis=(2, 3, 4))  # (B, 162)
     assert (match.sum(1) == 1).all()  # each output is exactly one window of its own image
@@ -362,37 +365,30 @@ def test_random_crop_flip_is_a_translated_window_and_flips_half():
     assert set(dy.tolist()) == set(dx.tolist()) == set(range(9))
 
 
-def test_train_batches_shuffle_each_sample_once_and_are_reproducible():
-    arrays, d = _device_data(n=20)
-    seen = [y for _, y in train_batches(d, 4, torch.Generator().manual_seed(0), augment=False)]
-    assert sorted(torch.cat(seen).tolist()) == list(range(20)) and len(seen) == 5
-    assert torch.cat(seen).tolist() != list(range(20))
-    partial = torch.cat([y for _, y in train_batches(d, 6, torch.Generator().manual_seed(0))])
+def test_planned_epoch_shuffles_drops_the_rest_and_follows_its_seed():
+    labels, sc = torch.arange(20), superclass_of()
+
+    def plan(seed, batch_size=4, steps=5):
+        return plan_epoch(labels, batch_size, steps, "none", sc,
+                          torch.Generator().manual_seed(seed), {})
+
+    seen = plan(0).index.flatten()
+    assert sorted(seen.tolist()) == list(range(20)) and seen.tolist() != list(range(20))
+    partial = plan(0, batch_size=6, steps=3).index.flatten()
     assert len(partial) == 18 and len(set(partial.tolist())) == 18  # last 2 dropped, no repeats
-
-    def run(seed):
-        return list(train_batches(d, 4, torch.Generator().manual_seed(seed), augment=True))
-
-    a, b, c = run(5), run(5), run(6)
-    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
-    assert not all(torch.equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
-    x, y = a[0]
-    assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    a, b, c = plan(5), plan(5), plan(6)
+    fields = ("index", "partner", "dy", "dx", "flip")
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in fields)
+    assert not torch.equal(a.index, c.index) and not torch.equal(a.dy, c.dy)
 
 
-def test_batches_without_augmentation_are_exact_normalised_images():
+def test_eval_batches_are_the_normalised_test_set_in_order():
     _, d = _device_data(n=20)
-    for x, y in train_batches(d, 5, torch.Generator().manual_seed(0), augment=False):
-        torch.testing.assert_close(x, normalize(d.train_x[y], d.mean, d.std), rtol=0, atol=0)
     batches = list(eval_batches(d, 3))
     assert [len(y) for _, y, _ in batches] == [3, 3, 1]
     x = torch.cat([b[0] for b in batches])
     torch.testing.assert_close(x, normalize(d.test_x, d.mean, d.std), rtol=0, atol=0)
     assert torch.equal(torch.cat([b[1] for b in batches]), d.test_y)
     assert torch.equal(torch.cat([b[2] for b in batches]), d.test_coarse)
-
-
-def test_bad_batch_size_is_refused():
-    _, d = _device_data(n=20)
-    with pytest.raises(ValueError, match="batch_size = 21"):
-        next(train_batches(d, 21, torch.Generator()))
+    with pytest.raises(ValueError, match="batch_size = 0"):
+        next(eval_batches(d, 0))
