@@ -11,13 +11,13 @@ from pathlib import Path
 
 from .io import atomic_write_text
 from .results import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER_TABLE1, Run, _ordered,
-                      format_mean_std, group_key, member_names, protocol_differences, summarise)
+                      format_mean_std, group_key, member_names, paper_setting, protocol_differences, row_key,
+                      setting_text, summarise, text_key)
 
 
 def _cell(rows: list[dict], key: tuple, metric: str, member: str, digits: int = 2) -> str:
     for r in rows:
-        if (r["method"], r["superclasses"], r["data"], r["profile"], r["epochs"]) == key and \
-                r["metric"] == metric and r["member"] == member:
+        if row_key(r) == text_key(key) and r["metric"] == metric and r["member"] == member:
             return format_mean_std(r["mean"], r["std"], digits)
     return "-"
 
@@ -63,15 +63,16 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
     keys = list(dict.fromkeys(group_key(r) for r in finished))
     k = max([len(r.metrics[-1]["test_acc"]) for r in finished] or [2])
     peers = member_names(k)[:-1]
-    seeds = {key: next(r["seeds"] for r in rows if (r["method"], r["superclasses"], r["data"],
-                                                    r["profile"], r["epochs"]) == key) for key in keys}
-    header = (["method", "superclasses", "data", "epochs", "seeds"] + [f"{p} final" for p in peers]
+    seeds = {key: next(r["seeds"] for r in rows if row_key(r) == text_key(key)) for key in keys}
+    header = (["method", "constants", "superclasses", "data", "epochs", "seeds"] + [f"{p} final" for p in peers]
               + [f"{p} best epoch" for p in peers] + ["ensemble final", "paper model 1", "paper model 2"])
     body = []
     for key in keys:
         method, source = key[0], key[1]
-        paper = PAPER_TABLE1.get(method) if source == "cifar" else None
-        body.append([METHOD_LABELS[method], source, key[2], str(key[4]), seeds[key]]
+        paper = (PAPER_TABLE1.get(method) if source == "cifar" and key[5] == paper_setting(method)
+                 else None)
+        body.append([METHOD_LABELS[method], setting_text(key[5]), source, key[2], str(key[4]),
+                     seeds[key]]
                     + [_cell(rows, key, "final", p) for p in peers]
                     + [f"{_cell(rows, key, 'best', p)} (ep {_cell(rows, key, 'best_epoch', p, 0)})"
                        for p in peers]
@@ -79,7 +80,7 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
                     + ([f"{v:.2f}" for v in paper] if paper else ["-", "-"]))
     for method, paper in PAPER_TABLE1.items():  # the paper's rows we have no run for
         if not any(key[0] == method and key[1] == "cifar" for key in keys):
-            body.append([METHOD_LABELS[method], "cifar", "-", "-", "not run"]
+            body.append([METHOD_LABELS[method], "-", "cifar", "-", "-", "not run"]
                         + ["-"] * (2 * len(peers) + 1) + [f"{v:.2f}" for v in paper])
     calib_header = (["method", "superclasses"] + [f"ECE {m} [%]" for m in member_names(k)]
                     + [f"errors in true superclass, {m} [%]" for m in member_names(k)]
@@ -112,7 +113,7 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
 def results_csv(run_list: list[Run]) -> str:
     """``results.csv``: :func:`summarise`'s long table of finished runs."""
     rows = summarise(_ordered([r for r in run_list if r.finished]))
-    columns = ["method", "superclasses", "data", "profile", "epochs", "seeds", "metric", "member",
+    columns = ["method", "setting", "superclasses", "data", "profile", "epochs", "seeds", "metric", "member",
                "mean", "std", "n", "paper"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import runs
-from .config import make_config
+from .config import from_dict, make_config
 from .hierarchy import COARSE_NAMES, superclass_of as cifar_superclass_of
 from .mixup import TABLE1_METHODS
 from .nbparams import superclasses_name
@@ -131,12 +131,38 @@ def superclass_source(config: dict) -> str:
     return superclasses_name(config["superclasses"])
 
 
+def mix_setting(config: dict) -> tuple:
+    """The method's own constants, (name, value) pairs, as :meth:`Config.mix_params` names them."""
+    return tuple(sorted(from_dict(config).mix_params().items()))
+
+
+def paper_setting(method: str) -> tuple:
+    """The method's constants as the paper sets them."""
+    return mix_setting(make_config("paper", method=method).to_dict())
+
+
+def setting_text(setting: tuple) -> str:
+    """A method's constants as text, e.g. ``same_alpha=8 diff_alpha=0.2`` (``-`` for none)."""
+    return " ".join(f"{name}={value:g}" for name, value in setting) or "-"
+
+
+def row_key(row: dict) -> tuple:
+    """The group key of a :func:`summarise` row, as :func:`group_key` gives it (setting as text)."""
+    return (row["method"], row["superclasses"], row["data"], row["profile"], row["epochs"],
+            row["setting"])
+
+
+def text_key(key: tuple) -> tuple:
+    """:func:`group_key` with the constants as text, comparable with :func:`row_key`."""
+    return (*key[:5], setting_text(key[5]))
+
+
 def group_key(run: "Run") -> tuple:
     """Runs that differ only in their seed (and execution details) share a group:
-    (method, superclasses, data, profile, epochs run)."""
+    (method, superclasses, data, profile, epochs run, the method's constants)."""
     c = run.config
     epochs = run.metrics[-1]["epoch"] if run.metrics else 0
-    return (c["method"], superclass_source(c), c["data"], c["profile"], epochs)
+    return (c["method"], superclass_source(c), c["data"], c["profile"], epochs, mix_setting(c))
 
 
 # ----------------------------------------------------------------------------- pure metrics
@@ -256,7 +282,7 @@ def summarise(run_list: list[Run]) -> list[dict]:
             groups.setdefault(group_key(run), []).append(run)
     rows = []
     for key, members in groups.items():
-        method, source, data, profile, epochs = key
+        method, source, data, profile, epochs, setting = key
         sums = [run_summary(r) for r in members]
         k = min(len(s["final"]) for s in sums) - 1
         seeds = " ".join(str(r.config["seed"]) for r in sorted(members, key=lambda r: r.config["seed"]))
@@ -265,8 +291,10 @@ def summarise(run_list: list[Run]) -> list[dict]:
                 j = i if member != "ensemble" else -1
                 mean, std, n = mean_std([s[metric][j] for s in sums])
                 paper = (PAPER_TABLE1[method][i] if metric in ("final", "best") and method in PAPER_TABLE1
-                         and i < 2 and member != "ensemble" and source == "cifar" else float("nan"))
-                rows.append({"method": method, "superclasses": source, "data": data,
+                         and i < 2 and member != "ensemble" and source == "cifar"
+                         and setting == paper_setting(method) else float("nan"))
+                rows.append({"method": method, "setting": setting_text(setting),
+                             "superclasses": source, "data": data,
                              "profile": profile, "epochs": epochs, "seeds": seeds, "metric": metric,
                              "member": member, "mean": mean, "std": std, "n": n, "paper": paper})
     return rows
@@ -274,8 +302,9 @@ def summarise(run_list: list[Run]) -> list[dict]:
 
 def protocol_differences(config: dict) -> dict[str, tuple]:
     """Fields where a run's protocol differs from Table 1's: name -> (ours, paper's)."""
-    paper = make_config("paper").to_dict()
-    return {f: (config[f], paper[f]) for f in PROTOCOL_FIELDS if config[f] != paper[f]}
+    paper = make_config("paper", method=config["method"]).to_dict()
+    fields = PROTOCOL_FIELDS + tuple(name for name, _ in mix_setting(config))
+    return {f: (config[f], paper[f]) for f in fields if config[f] != paper[f]}
 
 
 def group_label(config: dict) -> str:

@@ -185,7 +185,7 @@ def test_every_notebook_executes_and_writes_what_it_promises(executed):
             assert (run_dir / name).stat().st_size > 0
     md = (root / "runs" / "results.md").read_text()
     assert "Not comparable with Table 1" in md and "73.28" in md
-    assert "| no mixup | cifar | synthetic | 3 | 0 |" in md
+    assert "| no mixup | - | cifar | synthetic | 3 | 0 |" in md
     csv_lines = (root / "runs" / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("method,") and len(csv_lines) > 10
 

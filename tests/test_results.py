@@ -78,11 +78,11 @@ def test_mean_std_is_the_sample_standard_deviation():
 
 # ----------------------------------------------------------------------------- fake run folders
 
-def write_run(root, method, seed, accs, profile="smoke", finished=True, **overrides):
+def write_run(root, method, seed, accs, profile="smoke", finished=True, name=None, **overrides):
     """A run folder as notebook 04 leaves it; ``accs``: per epoch, the two peers' test top-1."""
     cfg = make_config(profile, method=method, seed=seed, epochs=len(accs) + (0 if finished else 1),
                       **overrides).to_dict()
-    run_dir = root / f"{method}-cifar-seed{seed}"
+    run_dir = root / (name or f"{method}-cifar-seed{seed}")
     atomic_write_json(run_dir / runs.CONFIG, {"config": cfg, "provenance": {"torch": "x", "platform": "test"},
                                               "seed": seed})
     for e, (a1, a2) in enumerate(accs, 1):
@@ -126,7 +126,8 @@ def test_results_md_and_csv_for_synthetic_runs_say_not_comparable(tmp_path):
         assert number in md
     assert "Not comparable with Table 1" in md and "data synthetic (paper: cifar100)" in md
     assert "unfinished (left out): none-cifar-seed0" in md
-    assert "| proposed, Beta distribution | cifar | synthetic | 2 | 0 | 58.00 | 47.00 | 58.00 (ep 2) |" in md
+    assert ("| proposed, Beta distribution | diff_alpha=0.2 same_alpha=8 | cifar | synthetic | 2 | 0 "
+            "| 58.00 | 47.00 | 58.00 (ep 2) |") in md
     table = list(csv.DictReader(io.StringIO(csv_path.read_text())))
     final1 = [r for r in table if r["metric"] == "final" and r["member"] == "model 1"]
     assert len(final1) == 1 and float(final1[0]["mean"]) == 58.0 and float(final1[0]["paper"]) == 73.28
@@ -149,3 +150,16 @@ def test_load_runs_refuses_an_empty_folder(tmp_path):
         results.load_runs(tmp_path)
     with pytest.raises(ValueError, match="run_root"):
         results.load_runs(tmp_path / "missing")
+
+
+def test_runs_with_other_constants_are_their_own_group_without_the_papers_numbers(tmp_path):
+    write_run(tmp_path, "mixup", 0, [(50.0, 40.0)])
+    write_run(tmp_path, "mixup", 1, [(60.0, 45.0)], alpha=0.4, name="mixup-alpha04")
+    rows = [r for r in results.summarise(results.load_runs(tmp_path))
+            if r["metric"] == "final" and r["member"] == "model 1"]
+    by_setting = {r["setting"]: r for r in rows}
+    assert set(by_setting) == {"alpha=1", "alpha=0.4"}
+    assert by_setting["alpha=1"]["n"] == 1 and by_setting["alpha=1"]["paper"] == 71.37
+    assert math.isnan(by_setting["alpha=0.4"]["paper"])
+    other = next(r for r in results.load_runs(tmp_path) if r.config["alpha"] == 0.4)
+    assert results.protocol_differences(other.config)["alpha"] == (0.4, 1.0)
