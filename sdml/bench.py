@@ -17,10 +17,10 @@ from .train import (build_model, make_optimizer, resolve_device, resolve_fuse, r
 def random_arrays(n: int, seed: int = 0) -> CifarArrays:
     """``n`` random uint8 images with balanced labels: data for timing only."""
     rng = np.random.default_rng(seed)
-    y = np.arange(n) % len(FINE_NAMES)
-    coarse = np.asarray(FINE_TO_COARSE)[y]
+    y = np.arange(n, dtype=np.int64) % len(FINE_NAMES)
+    coarse = np.asarray(FINE_TO_COARSE, dtype=np.int64)[y]
     x = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-    return CifarArrays(x, y, coarse, x[:1], y[:1], coarse[:1], list(FINE_NAMES), list(COARSE_NAMES))
+    return CifarArrays(x, y, coarse, x[:1], y[:1], coarse[:1], tuple(FINE_NAMES), tuple(COARSE_NAMES))
 
 
 def _sync(device: torch.device) -> None:

@@ -10,8 +10,9 @@ import math
 from pathlib import Path
 
 from .io import atomic_write_text
+from .metrics import format_mean_std
 from .results import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER_TABLE1, Run, _ordered,
-                      format_mean_std, group_key, member_names, paper_setting, protocol_differences, row_key,
+                      group_key, member_names, paper_setting, protocol_differences, row_key,
                       setting_text, summarise, text_key)
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sdml import report, results, runs
+from sdml import metrics, report, results, runs
 from sdml.config import make_config
 from sdml.io import atomic_torch_save, atomic_write_json
 
@@ -28,8 +28,8 @@ def test_ece_matches_a_hand_computation():
     y = torch.tensor([0, 0, 2, 1, 1])  # correct: yes, no, yes, no, yes
     # bin 13: acc 1, conf .9; bin 9: acc .5, conf .635; bin 6: acc .5, conf .45
     hand = 1 / 5 * abs(1 - 0.9) + 2 / 5 * abs(0.5 - 0.635) + 2 / 5 * abs(0.5 - 0.45)
-    assert results.ece(probs, y) == pytest.approx(hand, abs=1e-12)
-    bins = results.reliability_bins(probs, y)
+    assert metrics.ece(probs, y) == pytest.approx(hand, abs=1e-12)
+    bins = metrics.reliability_bins(probs, y)
     assert bins["count"].tolist() == [0] * 6 + [2] + [0] * 2 + [2] + [0] * 3 + [1, 0]
     assert bins["accuracy"][9].item() == pytest.approx(0.5)
     assert torch.isnan(bins["accuracy"][0])
@@ -37,13 +37,13 @@ def test_ece_matches_a_hand_computation():
 
 def test_ece_extremes_and_bin_edges():
     onehot = torch.eye(4, dtype=torch.float64)
-    assert results.ece(onehot, torch.arange(4)) == 0.0          # sure and right
-    assert results.ece(onehot, torch.tensor([1, 2, 3, 0])) == 1.0  # sure and wrong
+    assert metrics.ece(onehot, torch.arange(4)) == 0.0          # sure and right
+    assert metrics.ece(onehot, torch.tensor([1, 2, 3, 0])) == 1.0  # sure and wrong
     # a confidence exactly on an edge belongs to the bin it closes: (0.2 - 1/15, 0.2]
-    bins = results.reliability_bins(probs_with_confidence([3 / 15, 1.0], [0, 0], c=6), torch.tensor([0, 0]))
+    bins = metrics.reliability_bins(probs_with_confidence([3 / 15, 1.0], [0, 0], c=6), torch.tensor([0, 0]))
     assert bins["count"][2] == 1 and bins["count"][14] == 1
     with pytest.raises(ValueError, match="probs"):
-        results.ece(torch.ones(3), torch.zeros(3, dtype=torch.long))
+        metrics.ece(torch.ones(3), torch.zeros(3, dtype=torch.long))
 
 
 def test_within_superclass_error_share_on_a_hand_example():
@@ -51,29 +51,29 @@ def test_within_superclass_error_share_on_a_hand_example():
     y = torch.tensor([0, 0, 2, 3, 1])
     pred = torch.tensor([1, 0, 3, 0, 1])
     # errors: 0 -> 1 (same superclass), 2 -> 3 (same), 3 -> 0 (different)
-    assert results.within_superclass_error_share(pred, y, superclass_of) == pytest.approx(2 / 3)
-    assert math.isnan(results.within_superclass_error_share(y, y, superclass_of))
+    assert metrics.within_superclass_error_share(pred, y, superclass_of) == pytest.approx(2 / 3)
+    assert math.isnan(metrics.within_superclass_error_share(y, y, superclass_of))
 
 
 def test_accuracy_per_superclass_and_ensemble():
     y = torch.tensor([0, 1, 2, 3])
     coarse = torch.tensor([0, 0, 1, 1])
     pred = torch.tensor([0, 0, 2, 2])
-    acc = results.accuracy_per_superclass(pred, y, coarse, 3)
+    acc = metrics.accuracy_per_superclass(pred, y, coarse, 3)
     assert acc[:2].tolist() == [50.0, 50.0] and torch.isnan(acc[2])
     probs = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[0.5, 0.5]]])  # (K=3, N=1, C=2)
-    assert results.ensemble(probs).tolist() == [[0.5, 0.5]]
+    assert metrics.ensemble(probs).tolist() == [[0.5, 0.5]]
 
 
 def test_mean_std_is_the_sample_standard_deviation():
-    mean, std, n = results.mean_std([70.0, 72.0, 74.0])
+    mean, std, n = metrics.mean_std([70.0, 72.0, 74.0])
     assert (mean, n) == (72.0, 3) and std == pytest.approx(2.0)
-    mean, std, n = results.mean_std([71.5])
+    mean, std, n = metrics.mean_std([71.5])
     assert mean == 71.5 and math.isnan(std) and n == 1
-    assert results.format_mean_std(72.0, 2.0) == "72.00 ± 2.00"
-    assert results.format_mean_std(71.5, float("nan")) == "71.50"
+    assert metrics.format_mean_std(72.0, 2.0) == "72.00 ± 2.00"
+    assert metrics.format_mean_std(71.5, float("nan")) == "71.50"
     with pytest.raises(ValueError, match="values"):
-        results.mean_std([])
+        metrics.mean_std([])
 
 
 # ----------------------------------------------------------------------------- fake run folders
