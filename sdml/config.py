@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, fields
 
 from .data import DATASETS
-from .mixup import METHODS
+from .mixup import DEFAULTS, METHODS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FUSE = ("auto", "loop", "grouped")
@@ -65,14 +65,9 @@ class Config:
     profile: str = "paper"             # the preset these values started from (provenance)
 
     def mix_params(self) -> dict:
-        """The parameters :func:`sdml.mixup.sample_ratios` takes for this config's method."""
-        return {
-            "none": {},
-            "mixup": {"alpha": self.alpha},
-            "superclass-choice": {"same_ratio": self.same_ratio, "diff_ratio": self.diff_ratio},
-            "superclass-beta": {"same_alpha": self.same_alpha, "diff_alpha": self.diff_alpha},
-            "superclass-soft": {"same_alpha": self.same_alpha, "diff_alpha": self.diff_alpha},
-        }[self.method]
+        """The parameters :func:`sdml.mixup.sample_ratios` takes for this config's method: the
+        fields named like the method's entries in :data:`sdml.mixup.DEFAULTS`."""
+        return {name: getattr(self, name) for name in DEFAULTS[self.method]}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

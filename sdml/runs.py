@@ -92,7 +92,8 @@ def load_checkpoint_epoch(run_dir: Path) -> int:
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    # mmap: reading the epoch does not read the weights and optimizer state from disk
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model, optimizer, fuse: str) -> None:

@@ -148,13 +148,11 @@ class MixingPreview:
 
     def method_params(self, state: dict) -> dict:
         """The overrides :func:`sdml.mixup.sample_ratios` takes for ``state``'s method."""
-        method = state["method"]
-        if method == "mixup":
-            return {"alpha": state["alpha"]}
-        if method in ("superclass-beta", "superclass-soft"):
-            extra = {"similarity": self.similarity} if method == "superclass-soft" else {}
-            return {"same_alpha": state["same_alpha"], "diff_alpha": state["diff_alpha"], **extra}
-        return {}
+        method = state["method"]  # constants without a slider keep the paper's values
+        params = {name: state[name] for name in DEFAULTS[method] if name in state}
+        if method == "superclass-soft":
+            params["similarity"] = self.similarity
+        return params
 
     def sample_of(self, name: str, k: int) -> int:
         """Dataset index of the k-th (cyclically) training sample of class ``name``."""
