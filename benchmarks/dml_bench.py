@@ -1,6 +1,6 @@
 """sdml's DML training step against a typically written one, in one process on one device.
 
-Modes are interleaved (reference, loop, grouped, compiled, reference, loop, ...) and repeated;
+Modes are interleaved (reference, loop, grouped, compiled, graphs, reference, ...) and repeated;
 each repeat times ``steps`` training steps between two device synchronisations, so
 images/s = steps * batch / seconds counts training samples through the whole K-peer step
 (data, mixing, K forwards and backwards, the update), as ``python -m sdml bench`` does. Then the
@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 
 import torch
 
-from sdml.data import load_dataset, to_device
+from sdml.batches import to_device
+from sdml.data import load_dataset
 from sdml.hierarchy import FINE_NAMES
 from sdml.io import atomic_write_json
 from sdml.mixup import METHODS
@@ -60,7 +61,7 @@ class BenchOptions:
     workers: int | None = None      # reference loader workers (None: min(4, CPUs))
     threads: int = 0                # torch CPU threads, 0 = torch's default
     data_dir: str = "data"          # where the synthetic dataset is cached
-    compile_on_cpu: bool = False    # also time the compiled mode on a CPU (minutes of compiling)
+    compile_on_cpu: bool = False    # also time the compiled modes on a CPU (minutes of compiling)
     seed: int = 0
 
     def validate(self) -> "BenchOptions":
@@ -95,9 +96,10 @@ TINY = dict(depth=8, width=4, batch=16, steps=2, repeats=1, warmup=1, workers=0,
 
 def skip_reason(mode: Mode, device: torch.device, opts: BenchOptions) -> str | None:
     """Why ``mode`` cannot be timed here, or None when it can."""
-    if mode.compile == "on" and not hasattr(torch, "compile"):
+    compiled = mode.compile in ("on", "graphs")
+    if compiled and not hasattr(torch, "compile"):
         return f"torch {torch.__version__} has no torch.compile"
-    if mode.needs_cuda and device.type != "cuda" and not (mode.compile == "on" and opts.compile_on_cpu):
+    if mode.needs_cuda and device.type != "cuda" and not (compiled and opts.compile_on_cpu):
         return (f"needs a CUDA device, this run is on {device.type} (torch.compile on a CPU "
                 f"spends minutes building C++ kernels; --compile-on-cpu times it anyway)")
     return None
@@ -268,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the sdml mode swept (default: the fastest one measured)")
     p.add_argument("--full", action="store_true", help="the reference at every sweep point")
     p.add_argument("--data-dir", default=d.data_dir, help="synthetic dataset cache")
-    p.add_argument("--compile-on-cpu", action="store_true", help="time the compiled mode on a CPU")
+    p.add_argument("--compile-on-cpu", action="store_true", help="time the compiled modes on a CPU")
     p.add_argument("--tiny", action="store_true",
                    help="the smoke size, seconds on a CPU: " + ", ".join(f"{k}={v}" for k, v in TINY.items()))
     p.add_argument("--json", default=None, help="write the result here")

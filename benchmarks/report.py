@@ -111,8 +111,8 @@ def modes_table(result: dict) -> str:
     rows, notes = [], []
     for name, m in result["modes"].items():
         if m["status"] != "measured":
-            rows.append([name] + ["skipped"] + ["-"] * 8)
-            notes.append(f"  {name}: skipped: {m['reason']}")
+            rows.append([name] + [m["status"]] + ["-"] * 8)
+            notes.append(f"  {name}: {m['status']}: {m.get('reason') or m.get('error')}")
             continue
         ips, share = m["images_per_s"], m["peak_share"]
         rows.append([name, _num(ips["median"]), _num(ips["min"]), _num(ips["max"]),
@@ -132,8 +132,9 @@ def sweep_table(rows: list[dict], key: str) -> str:
         ref = r.get("reference")
         ref_ips = _num(ref["images_per_s"]["median"]) if ref else "-"
         if r["ours"]["status"] != "measured":
-            out.append([str(r[key]), r["mode"], "skipped", "-", "-", ref_ips, "-", "-"])
-            notes.append(f"  {key} {r[key]}: skipped: {r['ours']['reason']}")
+            ours = r["ours"]
+            out.append([str(r[key]), r["mode"], ours["status"], "-", "-", ref_ips, "-", "-"])
+            notes.append(f"  {key} {r[key]}: {ours['status']}: {ours.get('reason') or ours.get('error')}")
             continue
         ours = r["ours"]["images_per_s"]
         out.append([str(r[key]), r["mode"], _num(ours["median"]), _num(ours["min"]),

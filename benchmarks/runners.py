@@ -17,7 +17,8 @@ import torch
 from sdml.config import make_config
 from sdml.hierarchy import superclass_of as cifar_superclass_of
 from sdml.step import Stepper
-from sdml.train import build_model, make_optimizer, resolve_mix_params, train_one_epoch, use_compile
+from sdml.train import (build_model, make_optimizer, resolve_mix_params, train_one_epoch, use_compile,
+                        use_graphs)
 
 if __package__:
     from . import report
@@ -40,7 +41,8 @@ class Mode:
 
 MODES = (Mode("reference", reference=True), Mode("loop", fuse="loop", compile="off"),
          Mode("grouped", fuse="grouped", compile="off"),
-         Mode("compiled", fuse="grouped", compile="on", needs_cuda=True))
+         Mode("compiled", fuse="grouped", compile="on", needs_cuda=True),
+         Mode("graphs", fuse="grouped", compile="graphs", needs_cuda=True))
 
 
 def sync(device: torch.device) -> None:
@@ -62,7 +64,8 @@ class OursRunner:
         model = build_model(self.cfg, num_classes, device, mode.fuse)
         optimizer = make_optimizer(self.cfg, model, tensor_lr=self.wants_compile)
         self.stepper = Stepper(model, optimizer, data, self.cfg.temperature,
-                               use_amp=device.type == "cuda", compile=self.wants_compile)
+                               use_amp=device.type == "cuda", compile=self.wants_compile,
+                               graphs=use_graphs(self.cfg))
         self.mix_params = resolve_mix_params(self.cfg)
         self.superclass_of = cifar_superclass_of().to(device)
         self.data, self.epoch = data, 0
@@ -123,42 +126,66 @@ def measure(runners: dict, batch: int, steps: int, repeats: int, warmup: int,
 
     Compiled runners warm up for at least 3 steps. A runner that asked for ``torch.compile`` but
     fell back to eager (sdml warns and goes on) is not timed: its entry is
-    ``{"status": "skipped", "reason": ...}``.
+    ``{"status": "skipped", "reason": ...}``. A compiled runner that raises is ``{"status":
+    "failed", "error": ...}`` and the others go on (compiling is the part a new platform breaks);
+    an error of an eager runner propagates.
     """
-    out, skipped = {}, {}
+    out, dropped = {}, {}
     for name, runner in runners.items():
         # compiling happens here: step 1 (no momentum buffers yet) and step 2 differ in graph
         w = max(warmup, 3) if runner.wants_compile else warmup
+        error = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            seconds = timed(runner, w, device) if w else 0.0
-        for warning in caught:
+            try:
+                seconds = timed(runner, w, device) if w else 0.0
+            except Exception as err:
+                if not runner.wants_compile:
+                    raise
+                error = err
+        for warning in caught:  # shown once recording has ended
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
-        if runner.wants_compile and not runner.compiled:
-            skipped[name] = {"status": "skipped", "reason": "; ".join(
+        if error is not None:
+            dropped[name] = failure(error)
+        elif runner.wants_compile and not runner.compiled:
+            dropped[name] = {"status": "skipped", "reason": "; ".join(
                 str(warning.message) for warning in caught) or "torch.compile fell back to eager"}
         else:
             out[name] = {"status": "measured", "warmup_steps": w, "warmup_s": seconds, "ips": []}
     for _ in range(repeats):
-        for name in out:
-            out[name]["ips"].append(steps * batch / timed(runners[name], steps, device))
+        for name in list(out):
+            try:
+                out[name]["ips"].append(steps * batch / timed(runners[name], steps, device))
+            except Exception as err:
+                if not runners[name].wants_compile:
+                    raise
+                dropped[name] = failure(err)
+                del out[name]
     for name, m in list(out.items()):
         m["images_per_s"] = report.summarise(m.pop("ips"))
         m["compiled"] = runners[name].compiled
         if runners[name].wants_compile and not m["compiled"]:  # fell back while being timed
-            skipped[name] = {"status": "skipped", "reason": "torch.compile fell back to eager "
+            dropped[name] = {"status": "skipped", "reason": "torch.compile fell back to eager "
                              "during the timed repeats (see the warning above)"}
             del out[name]
         elif runners[name].wants_compile:
             # compile time: the warm-up's excess over the same steps at the measured speed
             step_s = batch / m["images_per_s"]["median"]
             m["compile_s"] = max(0.0, m["warmup_s"] - m["warmup_steps"] * step_s)
-    return {**out, **skipped}
+    return {**out, **dropped}
+
+
+def failure(err: Exception) -> dict:
+    """A compiled runner's error, as the JSON and the table show it (first line only)."""
+    text = str(err).strip().splitlines()
+    warnings.warn(f"a compiled mode failed and is not timed: {type(err).__name__}: "
+                  f"{text[0] if text else ''}", RuntimeWarning, stacklevel=3)
+    return {"status": "failed", "error": f"{type(err).__name__}: {text[0] if text else ''}"}
 
 
 def make_runner(mode: Mode, opts, peers, batch, ctx):
-    if mode.compile == "on":
+    if mode.compile in ("on", "graphs"):
         # a fresh compile cache: each compiled runner pays (and reports) its own compile time,
         # and no recompile limit left over from earlier sweep points turns it eager
         torch.compiler.reset()

@@ -7,11 +7,12 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data import CifarArrays, to_device
+from .batches import to_device
+from .data import CifarArrays
 from .hierarchy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, superclass_of
 from .step import Stepper, plan_epoch
 from .train import (build_model, make_optimizer, resolve_device, resolve_fuse, resolve_mix_params,
-                    stream_seed, use_compile)
+                    stream_seed, use_compile, use_graphs)
 
 
 def random_arrays(n: int, seed: int = 0) -> CifarArrays:
@@ -45,7 +46,7 @@ def bench_step(cfg: Config, steps: int = 20, warmup: int = 5, repeats: int = 3) 
     model = build_model(cfg, len(FINE_NAMES), device, fuse)
     compiled = use_compile(cfg, device)
     stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=compiled), data, cfg.temperature,
-                      use_amp=device.type == "cuda", compile=compiled)
+                      use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg))
     gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "bench"))
     n_plan = max(steps, warmup, 1)
     plan = plan_epoch(data.train_y, cfg.batch_size, n_plan, cfg.method, superclass_of().to(device),

@@ -16,7 +16,7 @@ from .mixup import DEFAULTS, METHODS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FUSE = ("auto", "loop", "grouped")
-COMPILE = ("auto", "off", "on")
+COMPILE = ("auto", "off", "on", "graphs")
 SHORTCUTS = ("A", "B")
 
 
@@ -60,7 +60,8 @@ class Config:
     seed: int = 0                      # the run seed: weights, shuffling, augmentation, mixing
     device: str = "auto"               # auto | cpu | cuda | mps
     fuse: str = "auto"                 # loop | grouped | auto (grouped on CUDA, loop on CPU)
-    compile: str = "auto"              # on | off | auto (on for CUDA)
+    compile: str = "auto"              # on | graphs | off | auto (on for CUDA); graphs: on, plus
+                                       # CUDA graphs (mode reduce-overhead) where they hold
     threads: int = 0                   # CPU threads for torch, 0 = torch's default
     profile: str = "paper"             # the preset these values started from (provenance)
 

@@ -11,36 +11,31 @@ reproduces the single run of its config (up to float rounding).
 Each run keeps its own run folder in the single-run format (``config.json``, ``metrics.jsonl``,
 ``checkpoint.pt`` with that run's peers and its share of the optimiser state, ``predictions.pt``):
 a run can be read, compared, or resumed alone with ``sdml.train.train(..., resume=True)`` and
-``fuse="grouped"``. Checkpoints of a job are committed all or none: each run's new checkpoint is
-first written beside the old one (``checkpoint.next.pt``), then all are swapped in; a resume
-finishes or undoes a commit that a kill interrupted.
+``fuse="grouped"``. Checkpoints of a job are committed all or none (:mod:`sdml.job_checkpoints`).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from . import runs
+from .batches import crop_flip, normalize
 from .config import Config
-from .data import crop_flip, normalize
-from .fused import GroupedPeers, SharedInput, merge_optimizer_states, split_optimizer_state
-from .io import atomic_torch_save
+from .fused import GroupedPeers, SharedInput
+from .job_checkpoints import load_runs, save_runs, settle_checkpoints
 from .losses import dml_losses
 from .mixup import TABLE1_METHODS, mix_images
 from .step import EpochPlan, Stepper, plan_epoch
 from .train import (build_model, check_finite, evaluate, lr_schedule, make_optimizer, predict,
                     resolve_device, resolve_mix_params, set_lr, steps_per_epoch, stream_seed,
-                    summary_line, tqdm, use_compile)
+                    summary_line, tqdm, use_compile, use_graphs)
 
 #: Config fields in which the runs of one job may differ (they do not change the job's shapes).
 MAY_DIFFER = ("method", "alpha", "same_ratio", "diff_ratio", "same_alpha", "diff_alpha",
               "superclasses", "wordnet_k", "seed", "temperature", "profile")
-#: A run's next checkpoint while a job commits one epoch (gone once the commit is done).
-NEXT_CHECKPOINT = "checkpoint.next.pt"
 
 
 def check_job(cfgs: list[Config], run_dirs: list) -> list[Config]:
@@ -100,9 +95,10 @@ class FusedStepper(Stepper):
     """A :class:`sdml.step.Stepper` whose step is :func:`fused_forward_losses` on (S, R, B) plans;
     ``__call__`` returns the (R, K) losses and the (R, B) labels and partners' labels."""
 
-    def __init__(self, model, optimizer, data, temperatures, use_amp: bool, compile: bool):
+    def __init__(self, model, optimizer, data, temperatures, use_amp: bool, compile: bool,
+                 graphs: bool = False):
         super().__init__(model, optimizer, data, tuple(temperatures), use_amp, compile,
-                         forward=fused_forward_losses)
+                         forward=fused_forward_losses, graphs=graphs)
 
 
 def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
@@ -144,60 +140,6 @@ def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
             for *loss, share, lam in per_run]
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-def run_checkpoints(epoch: int, model: GroupedPeers, optimizer) -> list[dict]:
-    """Each run's checkpoint in the format of :func:`sdml.runs.save_checkpoint` (fuse "grouped")."""
-    k, peers = model.k, model.peer_state_dicts()
-    opt = split_optimizer_state(optimizer.state_dict(), model.runs)
-    return [{"epoch": epoch, "fuse": "grouped", "peers": peers[r * k:(r + 1) * k],
-             "optimizer": opt[r]} for r in range(model.runs)]
-
-
-def write_next(run_dir: Path, checkpoint: dict) -> None:
-    atomic_torch_save(checkpoint, Path(run_dir) / NEXT_CHECKPOINT)
-
-
-def promote(run_dir: Path) -> None:
-    os.replace(Path(run_dir) / NEXT_CHECKPOINT, Path(run_dir) / runs.CHECKPOINT)
-
-
-def save_runs(run_dirs: list[Path], epoch: int, model: GroupedPeers, optimizer) -> None:
-    """Checkpoint every run after ``epoch`` epochs, all or none (see :func:`settle_checkpoints`)."""
-    for run_dir, checkpoint in zip(run_dirs, run_checkpoints(epoch, model, optimizer)):
-        write_next(run_dir, checkpoint)
-    for run_dir in run_dirs:
-        promote(run_dir)
-
-
-def settle_checkpoints(run_dirs: list[Path]) -> None:
-    """Finish a commit whose next checkpoints were all written (some may be swapped in already),
-    or undo one that was cut while they were being written; then no next checkpoint is left."""
-    done = [runs.load_checkpoint_epoch(d) for d in run_dirs]
-    pending = [int(torch.load(Path(d) / NEXT_CHECKPOINT, map_location="cpu", weights_only=True)
-                   ["epoch"]) if (Path(d) / NEXT_CHECKPOINT).exists() else None for d in run_dirs]
-    top = max(done + [p for p in pending if p is not None])
-    if all(e == top or (p == top and e + 1 == top) for e, p in zip(done, pending)):
-        for d, e in zip(run_dirs, done):
-            if e != top:
-                promote(d)
-    for d in run_dirs:
-        (Path(d) / NEXT_CHECKPOINT).unlink(missing_ok=True)
-
-
-def load_runs(run_dirs: list[Path], model: GroupedPeers, optimizer, device) -> int:
-    """Restore the job from its runs' checkpoints; returns the number of finished epochs."""
-    states = [torch.load(Path(d) / runs.CHECKPOINT, map_location=device, weights_only=True)
-              for d in run_dirs]
-    for d, state in zip(run_dirs, states):
-        if state["fuse"] != "grouped":
-            raise ValueError(f"fuse: {str(d)!r} holds a {state['fuse']!r} checkpoint; a fused job "
-                             f"resumes grouped runs only (resume this run alone)")
-    model.load_peer_state_dicts([peer for state in states for peer in state["peers"]])
-    optimizer.load_state_dict(merge_optimizer_states([state["optimizer"] for state in states]))
-    return int(states[0]["epoch"])
-
-
 # ----------------------------------------------------------------------------- the job
 
 def build_job_model(cfgs: list[Config], num_classes: int, device: torch.device) -> GroupedPeers:
@@ -221,7 +163,8 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     for ``cfgs[r]`` (with ``fuse="grouped"``). A non-finite loss in any run stops the job with
     ``FloatingPointError``; every run keeps its last committed checkpoint.
     """
-    from .data import dataset_for, to_device
+    from .batches import to_device
+    from .data import dataset_for
     from .hierarchy import resolve_superclasses, superclass_of as cifar_superclass_of
 
     cfgs, run_dirs = check_job(cfgs, run_dirs), [Path(d) for d in run_dirs]
@@ -261,7 +204,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     done = load_runs(run_dirs, model, optimizer, device) if done_each[0] else 0
     lrs = lr_schedule(cfg)
     stepper = FusedStepper(model, optimizer, data, [c.temperature for c in cfgs],
-                           use_amp=device.type == "cuda", compile=compiled)
+                           use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg))
     log(f"[sdml] fused job | {r_runs} runs x {k} x ResNet-{cfg.depth} (width {cfg.width}, grouped, "
         f"{r_runs * k} peers) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for d, c in zip(run_dirs, cfgs):

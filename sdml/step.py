@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import PAD, crop_flip, normalize
+from .batches import PAD, crop_flip, normalize
 from .losses import dml_losses
 from .mixup import mix_images, sample_ratios
 
@@ -101,31 +101,42 @@ def use_float_lr(optimizer: torch.optim.Optimizer) -> None:
 class Stepper:
     """Runs training steps of one model and optimiser, eagerly or through ``torch.compile``.
 
+    With ``graphs`` the compiled forward+backward and update use ``mode="reduce-overhead"``:
+    on CUDA inductor records them as CUDA graphs and replays them (inductor skips the graphs, with
+    a log line, for whatever it cannot capture, and on a CPU). A graph's outputs are overwritten
+    by its next replay, so the step returns copies.
+
     If compiling fails before the first compiled step has succeeded, a warning names the error and
     the step runs eagerly from then on; a failure after that, or any other error, propagates.
     """
 
     def __init__(self, model, optimizer, data, temperature, use_amp: bool, compile: bool,
-                 forward=forward_losses):
+                 forward=forward_losses, graphs: bool = False):
         self.model, self.optimizer, self.data = model, optimizer, data
         self.temperature, self.use_amp = temperature, use_amp
         self.eager_forward = self.forward = forward
         self.update = optimizer.step
         self.compiled = False
+        self.graphs = False
         self.proven = False  # a compiled step has run to the end
         if compile:
-            self.forward = torch.compile(forward, dynamic=False)
-            self.update = torch.compile(optimizer.step, dynamic=False)
-            self.compiled = True
+            mode = "reduce-overhead" if graphs else None
+            self.forward = torch.compile(forward, dynamic=False, mode=mode)
+            self.update = torch.compile(optimizer.step, dynamic=False, mode=mode)
+            self.compiled, self.graphs = True, graphs
 
     def _run(self, inputs):
         x_u8, y, dy, dx, flip, partner, lam = inputs
+        if self.graphs:  # a new iteration: the last step's graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         losses, y_partner = self.forward(self.model, self.data.mean, self.data.std, x_u8, y, dy, dx,
                                          flip, partner, lam, self.temperature, self.use_amp)
         # backward + update: each peer's loss reaches only that peer (teachers are detached)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         self.update()
+        if self.graphs:
+            return losses.detach().clone(), y, y_partner.clone()
         return losses.detach(), y, y_partner
 
     def __call__(self, plan: EpochPlan, i: int):
@@ -139,7 +150,8 @@ class Stepper:
             warnings.warn(f"compile: torch.compile failed on this platform ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); running the step eagerly",
                           RuntimeWarning, stacklevel=2)
-            self.forward, self.update, self.compiled = self.eager_forward, self.optimizer.step, False
+            self.forward, self.update = self.eager_forward, self.optimizer.step
+            self.compiled = self.graphs = False
             use_float_lr(self.optimizer)
             return self._run(inputs)
         self.proven = True

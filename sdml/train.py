@@ -111,7 +111,13 @@ def steps_per_epoch(cfg: Config, n_train: int) -> int:
 
 def use_compile(cfg: Config, device: torch.device) -> bool:
     """``auto`` compiles on CUDA only: on a few CPU cores compiling does not pay off."""
-    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    return cfg.compile in ("on", "graphs") or (cfg.compile == "auto" and device.type == "cuda")
+
+
+def use_graphs(cfg: Config) -> bool:
+    """``graphs`` also replays the compiled step as CUDA graphs (``mode="reduce-overhead"``);
+    on a CPU inductor skips the graphs and the step runs compiled as with ``on``."""
+    return cfg.compile == "graphs"
 
 
 def train_one_epoch(stepper: Stepper, data, cfg: Config, superclass_of: torch.Tensor, epoch: int,
@@ -147,7 +153,7 @@ def train_one_epoch(stepper: Stepper, data, cfg: Config, superclass_of: torch.Te
 @torch.no_grad()
 def predict(model, data, batch_size: int, device: torch.device) -> torch.Tensor:
     """(K, N, C) float32 test probabilities of every peer."""
-    from .data import eval_batches
+    from .batches import eval_batches
 
     model.eval()
     out = []
@@ -190,7 +196,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     epoch; a non-finite loss stops the run with ``FloatingPointError`` and keeps the last good
     checkpoint.
     """
-    from .data import dataset_for, to_device
+    from .batches import to_device
+    from .data import dataset_for
     from .hierarchy import resolve_superclasses, superclass_of as cifar_superclass_of
 
     run_dir = Path(run_dir)
@@ -215,7 +222,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
     lrs = lr_schedule(cfg)
     stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
-                      compile=compiled)
+                      compile=compiled, graphs=use_graphs(cfg))
     log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for epoch in range(done, cfg.epochs):

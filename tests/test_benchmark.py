@@ -73,10 +73,10 @@ def test_every_mode_is_measured_or_skipped_with_a_reason(tiny_run):
             positive_stats(m["images_per_s"], r["settings"]["repeats"])
         else:
             assert m["status"] == "skipped" and isinstance(m["reason"], str) and m["reason"]
-    # on a CPU: eager modes run, the compiled one says why it does not
+    # on a CPU: eager modes run, the compiled ones say why they do not
     assert {n for n, m in r["modes"].items() if m["status"] == "measured"} == {
         "reference", "loop", "grouped"}
-    assert "CUDA" in r["modes"]["compiled"]["reason"]
+    assert "CUDA" in r["modes"]["compiled"]["reason"] and "CUDA" in r["modes"]["graphs"]["reason"]
     for name in r["modes"]:
         assert name in tiny_run["table"]
     assert "skipped" in tiny_run["table"]
@@ -170,3 +170,49 @@ def test_a_compile_that_fell_back_while_timed_is_skipped_too():
     got = runners.measure({"compiled": FallsBackWhileTimed()}, batch=4, steps=1, repeats=2,
                           warmup=0, device=torch.device("cpu"))
     assert got["compiled"]["status"] == "skipped" and "eager" in got["compiled"]["reason"]
+
+
+class RaisesAfter:
+    """A runner whose ``calls``-th run raises ``error`` (a compiled one unless told otherwise)."""
+
+    compiled = True
+
+    def __init__(self, calls, error, wants_compile=True):
+        self.left, self.error, self.wants_compile = calls, error, wants_compile
+
+    def run(self, steps):
+        self.left -= 1
+        if self.left == 0:
+            raise self.error
+
+
+class Eager:
+    wants_compile = compiled = False
+
+    def run(self, steps):
+        pass
+
+
+@pytest.mark.parametrize("calls", [1, 2], ids=["in-warm-up", "while-timed"])
+def test_a_compiled_mode_that_raises_is_failed_and_the_others_are_timed(calls):
+    bad = RaisesAfter(calls, RuntimeError("graph replay broke\nmore detail"))
+    with pytest.warns(RuntimeWarning, match="graph replay broke"):
+        got = runners.measure({"reference": Eager(), "graphs": bad}, batch=4, steps=1, repeats=2,
+                              warmup=1, device=torch.device("cpu"))
+    assert got["graphs"] == {"status": "failed", "error": "RuntimeError: graph replay broke"}
+    assert got["reference"]["status"] == "measured"
+    assert len(got["reference"]["images_per_s"]["repeats"]) == 2
+
+
+def test_an_eager_mode_that_raises_stops_the_benchmark():
+    with pytest.raises(RuntimeError, match="broken reference"):
+        runners.measure({"reference": RaisesAfter(1, RuntimeError("broken reference"), False)},
+                        batch=4, steps=1, repeats=1, warmup=1, device=torch.device("cpu"))
+
+
+def test_the_table_shows_a_failed_mode_with_its_error(tiny_run):
+    result = json.loads(json.dumps(tiny_run["result"]))
+    result["modes"]["graphs"] = {"status": "failed", "error": "RuntimeError: graph replay broke",
+                                 "fuse": "grouped", "compile": "graphs"}
+    table = report.format_report(result)
+    assert "failed" in table and "graphs: failed: RuntimeError: graph replay broke" in table

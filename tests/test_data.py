@@ -1,4 +1,5 @@
-"""Tests for sdml.data (archive reading, device batches) and sdml.synthetic, on tiny archives."""
+"""Tests for sdml.data (archive reading), sdml.batches (device batches) and sdml.synthetic, on tiny
+archives."""
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,9 @@ import pytest
 import torch
 
 from sdml import data, synthetic
-from sdml.data import (ARCHIVE_NAME, CIFAR100_MD5, CifarArrays, crop_flip, denormalize,
-                       ensure_cifar100, eval_batches, load_dataset, normalize, read_archive,
-                       to_device)
+from sdml.batches import crop_flip, denormalize, eval_batches, normalize, to_device
+from sdml.data import (ARCHIVE_NAME, CIFAR100_MD5, CifarArrays, ensure_cifar100, load_dataset,
+                       read_archive)
 from sdml.hierarchy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, superclass_of
 from sdml.step import plan_epoch
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from sdml import multirun, runs, train as train_mod
+from sdml import job_checkpoints, multirun, runs, train as train_mod
 from sdml.cli import add_config_options
 from sdml.config import make_config
 from sdml.fused import (GroupedPeers, RunStem, SharedInput, merge_optimizer_states,
@@ -172,7 +172,7 @@ def test_optimizer_state_splits_like_the_weights():
 
 def _fused_steps(compile: bool, steps: int = 2):
     from sdml.bench import random_arrays
-    from sdml.data import to_device
+    from sdml.batches import to_device
     from sdml.hierarchy import superclass_of
     from sdml.step import plan_epoch
 
@@ -255,7 +255,7 @@ def test_killed_job_resumes_to_the_uninterrupted_result(job, tmp_path, monkeypat
     root, cfgs, fused, _ = job
     cfgs = two_configs(root / "data")
     dirs = [tmp_path / "a", tmp_path / "b"]
-    real = getattr(multirun, cut)
+    real = getattr(job_checkpoints, cut)
     calls = {"n": 0}
 
     def dying(*args):  # the kill comes right after run a's part of epoch 2's commit
@@ -264,10 +264,10 @@ def test_killed_job_resumes_to_the_uninterrupted_result(job, tmp_path, monkeypat
         if calls["n"] == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(multirun, cut, dying)
+    monkeypatch.setattr(job_checkpoints, cut, dying)
     with pytest.raises(KeyboardInterrupt):
         multirun.train_many(cfgs, dirs, **quiet)
-    monkeypatch.setattr(multirun, cut, real)
+    monkeypatch.setattr(job_checkpoints, cut, real)
     # cut while writing: nothing swapped in yet; cut while swapping: run a already holds epoch 2
     assert [runs.load_checkpoint_epoch(d) for d in dirs] == ([1, 1] if cut == "write_next" else [2, 1])
     assert [len(runs.read_metrics(d)) for d in dirs] == [2, 2]
@@ -275,7 +275,7 @@ def test_killed_job_resumes_to_the_uninterrupted_result(job, tmp_path, monkeypat
     for d, n, got, ref in zip(dirs, "ab", rows, fused):
         assert_rows_equal(got, ref, rtol=0, atol=0)
         assert_checkpoints_equal(checkpoint(d), checkpoint(root / n), rtol=0, atol=0)
-        assert not (d / multirun.NEXT_CHECKPOINT).exists()
+        assert not (d / job_checkpoints.NEXT_CHECKPOINT).exists()
 
 
 def test_non_finite_loss_stops_the_job_and_keeps_every_run_at_its_last_commit(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sdml.config import make_config
-from sdml.data import PAD, crop_flip, normalize, to_device
+from sdml.batches import PAD, crop_flip, normalize, to_device
 from sdml.hierarchy import superclass_of
 from sdml.bench import random_arrays
 from sdml.losses import dml_losses
@@ -62,21 +62,26 @@ def test_step_losses_equal_an_independent_computation():
     assert torch.allclose(losses, ref, atol=1e-6) and torch.equal(y_p, y[partner])
 
 
-def _train(compile: bool, steps: int = 3):
+def _train(compile: bool, steps: int = 3, graphs: bool = False):
     cfg = make_config("smoke", depth=8, width=4, batch_size=8, method="mixup", seed=5)
     data = to_device(random_arrays(64), "cpu")
     model = build_model(cfg, 100, torch.device("cpu"), "loop")
-    stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=compile), data, 1.0, False, compile)
+    stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=compile), data, 1.0, False, compile,
+                      graphs=graphs)
     plan = plan_epoch(data.train_y, 8, steps, cfg.method, SC, torch.Generator().manual_seed(0),
                       cfg.mix_params())
     losses = [stepper(plan, i)[0] for i in range(steps)]
     return torch.stack(losses), model.peer_state_dicts(), stepper
 
 
-def test_compiled_step_matches_eager_on_cpu():
+@pytest.mark.parametrize("graphs", [False, True], ids=["on", "graphs"])
+def test_compiled_step_matches_eager_on_cpu(graphs):
+    """``graphs`` takes the same code path on a CPU (mode reduce-overhead, a step begin marked,
+    outputs copied); inductor records no CUDA graph there."""
     pytest.importorskip("torch._inductor")
     eager_losses, eager_w, _ = _train(False)
-    comp_losses, comp_w, stepper = _train(True)
+    comp_losses, comp_w, stepper = _train(True, graphs=graphs)
+    assert stepper.graphs == (graphs and stepper.compiled)
     if not stepper.compiled:
         pytest.skip("torch.compile fell back to eager on this platform (a warning said why)")
     assert torch.allclose(eager_losses, comp_losses, rtol=1e-4, atol=1e-5)
@@ -100,8 +105,8 @@ def test_a_failed_compile_warns_and_runs_eagerly_with_a_float_lr(monkeypatch):
     eager_losses, eager_w, _ = _train(False)
     monkeypatch.setattr(torch, "compile", _broken_compile(InvalidCxxCompiler()))
     with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler"):
-        losses, weights, stepper = _train(True)
-    assert not stepper.compiled
+        losses, weights, stepper = _train(True, graphs=True)
+    assert not stepper.compiled and not stepper.graphs
     assert all(isinstance(g["lr"], float) for g in stepper.optimizer.param_groups)
     assert torch.equal(losses, eager_losses)
 
@@ -110,3 +115,14 @@ def test_other_errors_in_a_compiled_step_propagate(monkeypatch):
     monkeypatch.setattr(torch, "compile", _broken_compile(torch.OutOfMemoryError("out of memory")))
     with pytest.raises(torch.OutOfMemoryError):
         _train(True)
+
+
+@pytest.mark.parametrize("value,device,compiled,graphs", [
+    ("auto", "cuda", True, False), ("auto", "cpu", False, False), ("off", "cuda", False, False),
+    ("on", "cpu", True, False), ("graphs", "cuda", True, True), ("graphs", "cpu", True, True)])
+def test_the_compile_setting_resolves_per_device(value, device, compiled, graphs):
+    from sdml.train import use_compile, use_graphs
+
+    cfg = make_config("smoke", compile=value)
+    assert use_compile(cfg, torch.device(device)) == compiled
+    assert use_graphs(cfg) == graphs
