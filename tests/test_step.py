@@ -126,3 +126,37 @@ def test_the_compile_setting_resolves_per_device(value, device, compiled, graphs
     cfg = make_config("smoke", compile=value)
     assert use_compile(cfg, torch.device(device)) == compiled
     assert use_graphs(cfg) == graphs
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_the_cuda_recipe_runs_on_the_cpu_close_to_fp32(compile):
+    """What training does on CUDA (grouped peers, channels_last, bf16 autocast with fp32 master
+    weights and fp32 losses, a tensor lr; compiled or not), run on the CPU where bf16 autocast
+    exists too: it stays within bf16 rounding of the fp32 eager step."""
+    if compile:
+        pytest.importorskip("torch._inductor")
+    cfg = make_config("smoke", depth=8, width=4, batch_size=8, method="superclass-beta", seed=2)
+    data = to_device(random_arrays(64), "cpu")
+    plan = plan_epoch(data.train_y, 8, 3, cfg.method, SC, torch.Generator().manual_seed(1),
+                      cfg.mix_params())
+    out = {}
+    for recipe in (False, True):
+        model = build_model(cfg, 100, torch.device("cpu"), "grouped")
+        if recipe:
+            model = model.to(memory_format=torch.channels_last)
+        stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=recipe), data, 1.0,
+                          use_amp=recipe, compile=recipe and compile)
+        losses = torch.stack([stepper(plan, i)[0] for i in range(plan.steps)])
+        out[recipe] = losses, model.peer_state_dicts(), stepper
+    (ref, ref_w, _), (low, low_w, stepper) = out[False], out[True]
+    if compile and not stepper.compiled:
+        pytest.skip("torch.compile fell back to eager on this platform (a warning said why)")
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    torch.testing.assert_close(low, ref, rtol=0.02, atol=0.02)
+    for peer in low_w:  # master weights stay fp32
+        assert all(v.dtype == torch.float32 for k, v in peer.items() if v.is_floating_point())
+    for a, b in zip(ref_w, low_w):
+        for key in a:
+            if a[key].is_floating_point():
+                torch.testing.assert_close(b[key], a[key], rtol=0.05, atol=0.02, msg=key)
+    assert not torch.equal(low, ref)  # bf16 did take part: the two differ by its rounding
