@@ -1,6 +1,7 @@
 # sdml: `make reproduce` sets everything up and runs the kit; `make test` runs the tests.
 #   PROFILE=auto|paper|demo|smoke  (auto: paper with a CUDA GPU, demo otherwise)
 #   DATA=auto|cifar100|synthetic   (auto: cifar100 for paper, synthetic otherwise)
+#   FUSE_RUNS=auto|on|off          (auto: the methods of a seed as one fused job with a CUDA GPU)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,6 +9,7 @@ PROFILE ?= auto
 DATA ?= auto
 METHODS ?=
 SEEDS ?=
+FUSE_RUNS ?= auto
 RUN ?= runs/smoke-train
 
 .PHONY: setup wordnet reproduce test lab train bench
@@ -31,7 +33,7 @@ wordnet: setup
 	  $(PY) -m sdml wordnet; }
 
 reproduce: setup wordnet
-	$(PY) -m sdml.notebooks run --profile $(PROFILE) --data $(DATA) \
+	$(PY) -m sdml.notebooks run --profile $(PROFILE) --data $(DATA) --fuse-runs $(FUSE_RUNS) \
 	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
 
 test: setup

@@ -155,8 +155,10 @@ def build_job_model(cfgs: list[Config], num_classes: int, device: torch.device) 
 
 
 def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progress: bool = True,
-               log=print) -> list[list[dict]]:
+               log=print, on_epoch=None) -> list[list[dict]]:
     """Train (or resume) R runs as one fused job; returns each run's metric rows.
+
+    ``on_epoch``, if given, receives each epoch's R metric rows once they are committed.
 
     The configs may differ only in :data:`MAY_DIFFER`; a disagreement raises ValueError naming
     the field and both values. ``run_dirs[r]`` gets what :func:`sdml.train.train` would write
@@ -226,6 +228,8 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
         save_runs(run_dirs, epoch + 1, model, optimizer)
         for d, row in zip(run_dirs, rows):
             log(f"{d.name}: {summary_line(row, cfg.epochs)}")
+        if on_epoch is not None:
+            on_epoch(rows)
     missing = [not (d / runs.PREDICTIONS).exists() for d in run_dirs]
     if done < cfg.epochs or any(missing):
         probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)
@@ -233,6 +237,18 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
             if done < cfg.epochs or miss:
                 runs.save_predictions(d, p, data.test_y, data.test_coarse)
     return [runs.read_metrics(d) for d in run_dirs]
+
+
+def train_runs(cfgs: list[Config], run_dirs: list, progress: bool = True, log=print,
+               on_epoch=None) -> list[list[dict]]:
+    """Train or continue the runs of notebook 04: one run with :func:`sdml.train.train`, several
+    as one fused job; ``on_epoch`` receives each epoch's list of rows (one per run)."""
+    if len(cfgs) == 1:
+        from .train import train
+
+        one = None if on_epoch is None else (lambda row: on_epoch([row]))
+        return [train(cfgs[0], run_dirs[0], resume=True, progress=progress, log=log, on_epoch=one)]
+    return train_many(cfgs, run_dirs, resume=True, progress=progress, log=log, on_epoch=on_epoch)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -47,6 +47,12 @@ def _superclasses(default: str) -> Param:
                  "cifar, wordnet or a path to a JSON mapping ending in .json")
 
 
+def _fused_methods(default: list) -> Param:
+    return Param(default, lambda v: isinstance(v, (list, tuple)) and len(set(v)) == len(v)
+                 and all(m in METHODS for m in v),
+                 "[] (train `method` alone) or a list of distinct methods among " + ", ".join(METHODS))
+
+
 def _methods(default: list) -> Param:
     return Param(default, lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(m in METHODS for m in v),
                  "a non-empty list of " + ", ".join(METHODS))
@@ -74,6 +80,7 @@ SPECS: dict[str, dict[str, Param]] = {
         "device": _one_of(DEVICES)("auto"),
         "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
         "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
+        "methods": _fused_methods([]),                 # several: one fused job (sdml.multirun)
     },
     "05_results": {"methods": _methods(list(TABLE1_METHODS))},
 }
@@ -101,6 +108,9 @@ def validate(notebook: str, **params) -> dict[str, Any]:
         if not allowed[name].check(value):
             raise ValueError(f"{name}: {value!r} is not allowed in notebook {notebook}; "
                              f"allowed: {allowed[name].allowed}")
+    if notebook == "04_train_dml" and out["methods"] and out["run_name"] != "auto":
+        raise ValueError(f"run_name: {out['run_name']!r} with methods {out['methods']!r}; allowed "
+                         f"with several methods: auto (each run gets its own folder)")
     return out
 
 
@@ -120,6 +130,24 @@ def run_dir(params: dict) -> Path:
     if name == "auto":
         name = run_name(params["method"], params["superclasses"], params["seed"])
     return Path(params["run_root"]) / name
+
+
+def run_dirs(params: dict) -> list[Path]:
+    """Notebook 04's run folders: one, or one per method of a fused job (``methods``)."""
+    if not params["methods"]:
+        return [run_dir(params)]
+    return [Path(params["run_root"]) / run_name(m, params["superclasses"], params["seed"])
+            for m in params["methods"]]
+
+
+def train_plan(params: dict) -> tuple[list, list[Path]]:
+    """Notebook 04's configs and run folders: the run of ``method``, or with ``methods`` one run
+    per method, trained as one fused job by :func:`sdml.multirun.train_runs`."""
+    import dataclasses
+
+    cfg = train_config(params)
+    cfgs = [dataclasses.replace(cfg, method=m).validate() for m in params["methods"]] or [cfg]
+    return cfgs, run_dirs(params)
 
 
 def train_config(params: dict):

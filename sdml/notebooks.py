@@ -1,176 +1,29 @@
 """Run the kit's notebooks headlessly, in order: ``python -m sdml.notebooks run``.
 
-The plan is 01, 02, 03, then 04 once per method and seed, then 05. Every parameter set is checked
+The plan is 01, 02, 03, then 04 once per method and seed (or, with ``--fuse-runs``, once per
+seed, training all methods as one fused job), then 05. Every parameter set is checked
 with :func:`sdml.nbparams.validate` before anything runs (papermill itself only warns about
 unknown names). Notebooks run with papermill (kernel ``python3``, the repository root as working
 folder); executed copies go to ``<run_root>/executed/``. A 04 run whose folder holds all its
-epochs is skipped; an unfinished one is resumed by the notebook (``train(..., resume=True)``).
+epochs is skipped; an unfinished one is resumed by the notebook (``resume=True``).
 The first failing notebook stops the run with its name, the failing cell and the error.
 """
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import nbparams
 from .mixup import TABLE1_METHODS
+from .nbplan import (REPO, USES_DATA, Step, build_plan, describe, parse_param, resolve_data,
+                     resolve_fuse_runs, resolve_profile, run_state)
 
-REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
-USES_DATA = ("02_mixing_preview", "03_ratio_distributions", "04_train_dml")  # read the dataset
-#: Parameters the runner sets from its own options; ``-p`` may not set them.
-MANAGED = {"profile": "--profile", "data": "--data", "data_dir": "--data-dir", "seed": "--seeds",
-           "run_root": "--runs-root", "figures_dir": "--figures-root", "method": "--methods",
-           "methods": "--methods", "interactive": "(always False when run headlessly)"}
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names it, the cell and the error."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One notebook execution of the plan."""
-
-    notebook: str
-    params: dict = field(hash=False)
-    output: Path
-    run_dir: Path | None = None  # notebook 04: the run folder it trains into
-
-    @property
-    def label(self) -> str:
-        return self.notebook if self.run_dir is None else f"{self.notebook} [{self.run_dir.name}]"
-
-
-# ----------------------------------------------------------------------------- resolving options
-
-def resolve_profile(profile: str, log=print) -> str:
-    """``auto``: ``paper`` when a CUDA GPU is present, else ``demo``; says which and why."""
-    if profile != "auto":
-        return profile
-    import torch
-
-    if torch.cuda.is_available():
-        log(f"[sdml] profile auto -> paper: CUDA GPU found ({torch.cuda.get_device_name(0)}); "
-            f"Table 1's protocol (2 x ResNet-32, CIFAR-100, 200 epochs)")
-        return "paper"
-    log("[sdml] profile auto -> demo: no CUDA GPU (torch.cuda.is_available() is False); the paper "
-        "profile (200 epochs of 2 x ResNet-32) needs one, so a small CPU run on synthetic data instead")
-    return "demo"
-
-
-def resolve_data(data: str, profile: str) -> str:
-    """``auto``: ``cifar100`` for the paper profile, ``synthetic`` for the CPU profiles."""
-    if data != "auto":
-        return data
-    return "cifar100" if profile == "paper" else "synthetic"
-
-
-def parse_param(text: str) -> tuple[str, object]:
-    """``name=value`` -> (name, value); the value is a Python literal if it parses as one."""
-    name, sep, raw = text.partition("=")
-    if not sep or not name.strip():
-        raise ValueError(f"-p: {text!r} is not name=value (for example -p epochs=2)")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return name.strip(), value
-
-
-def check_extra(extra: dict) -> None:
-    """Every ``-p`` name must be a parameter of some notebook and not one the runner sets."""
-    known = {name for nb in nbparams.NOTEBOOKS for name in nbparams.spec(nb)}
-    for name in extra:
-        if name in MANAGED:
-            raise ValueError(f"{name}: set by the runner; use {MANAGED[name]} instead of -p")
-        if name not in known:
-            raise ValueError(f"{name}: not a parameter of any notebook; allowed with -p: "
-                             f"{', '.join(sorted(known - set(MANAGED)))}")
-
-
-def select(only: list[str] | None) -> list[str]:
-    """Notebooks whose name starts with one of ``only`` (all when None)."""
-    if not only:
-        return list(nbparams.NOTEBOOKS)
-    for prefix in only:
-        if not any(nb.startswith(prefix) for nb in nbparams.NOTEBOOKS):
-            raise ValueError(f"only: {prefix!r} matches no notebook; allowed: a prefix of "
-                             f"{', '.join(nbparams.NOTEBOOKS)}")
-    return [nb for nb in nbparams.NOTEBOOKS if any(nb.startswith(p) for p in only)]
-
-
-# ----------------------------------------------------------------------------- the plan
-
-def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only=None,
-               runs_root: str | Path | None = None, figures_root: str | Path | None = None,
-               data_dir: str = "data", extra: dict | None = None) -> list[Step]:
-    """Validated steps: [01, 02, 03] + [04 per method x seed] + [05], filtered by ``only``.
-
-    ``profile`` and ``data`` must be resolved already (not ``auto``). Raises ValueError naming the
-    first bad parameter before anything is executed.
-    """
-    extra = dict(extra or {})
-    check_extra(extra)
-    for name, values in (("methods", list(methods)), ("seeds", list(seeds))):
-        if not values or len(set(values)) < len(values):
-            raise ValueError(f"{name}: {values!r}; allowed: one or more, each named once")
-    run_root = str(Path(runs_root) if runs_root is not None else Path("runs") / profile)
-    figures_dir = str(Path(figures_root) if figures_root is not None else Path("figures") / profile)
-    common = dict(profile=profile, data=data, data_dir=str(data_dir), run_root=run_root,
-                  figures_dir=figures_dir, interactive=False)
-    executed = REPO / run_root / "executed"
-
-    def make(nb: str, **own) -> dict:
-        spec = nbparams.spec(nb)
-        return nbparams.validate(nb, **common, **own, **{k: v for k, v in extra.items() if k in spec})
-
-    plan = []
-    for nb in select(only):
-        if nb == "04_train_dml":
-            for method in methods:
-                for seed in seeds:
-                    params = make(nb, seed=seed, method=method)
-                    run_dir = nbparams.run_dir(params)
-                    plan.append(Step(nb, params, executed / f"{nb}-{run_dir.name}.ipynb", REPO / run_dir))
-        else:
-            own = {"methods": list(methods)} if nb == "05_results" else {}
-            plan.append(Step(nb, make(nb, seed=seeds[0], **own), executed / f"{nb}.ipynb"))
-    folders = [s.run_dir for s in plan if s.run_dir is not None]
-    if len(set(folders)) < len(folders):
-        raise ValueError(f"run_name: {extra.get('run_name')!r} would put several runs in one folder; "
-                         f"allowed with several methods or seeds: auto")
-    return plan
-
-
-def run_state(step: Step) -> str:
-    """``done`` (a 04 run with every epoch and its predictions), ``resume``, ``new`` or ``run``."""
-    if step.run_dir is None:
-        return "run"
-    from . import runs
-
-    if not (step.run_dir / runs.CONFIG).is_file():
-        return "new"
-    target = nbparams.train_config(step.params).epochs
-    rows = runs.read_metrics(step.run_dir)
-    epochs_done = rows[-1]["epoch"] if rows else 0
-    if epochs_done >= target and (step.run_dir / runs.PREDICTIONS).is_file():
-        return "done"
-    return "resume"
-
-
-def describe(plan: list[Step]) -> str:
-    lines = []
-    for i, step in enumerate(plan, 1):
-        state = run_state(step)
-        own = {k: v for k, v in step.params.items() if k not in nbparams.COMMON or k == "seed"}
-        lines.append(f"{i:>2}. {step.label:<55} {state:<7} {json.dumps(own)}")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- execution
@@ -244,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=list(TABLE1_METHODS),
                    help=f"notebook 04 runs once per method (default: Table 1's {' '.join(TABLE1_METHODS)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="notebook 04 runs once per seed (default 0)")
+    p.add_argument("--fuse-runs", default="auto", choices=["auto", "on", "off"],
+                   help="train the methods of a seed as one fused job in one 04 run (auto: on with a "
+                        "CUDA GPU and several methods)")
     p.add_argument("--only", nargs="+", default=None, metavar="PREFIX",
                    help="run only the notebooks whose name starts with one of these (e.g. 04)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
@@ -262,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         profile = resolve_profile(args.profile)
         data = resolve_data(args.data, profile)
         extra = dict(parse_param(p) for p in args.param)
+        fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods)
         plan = build_plan(profile, data, args.methods, args.seeds, args.only, args.runs_root,
-                          args.figures_root, args.data_dir, extra)
+                          args.figures_root, args.data_dir, extra, fuse_runs)
     except ValueError as err:
         print(f"sdml.notebooks: error: {err}", file=sys.stderr)
         return 2

@@ -2,9 +2,12 @@
 
 Figures are built with ``matplotlib.figure.Figure`` rather than pyplot, so nothing is drawn twice
 in a notebook and no global figure state is kept; save them with :func:`sdml.viz.save_figure`.
-:class:`LiveCurves` redraws one run's learning curves in place, epoch after epoch (notebook 04).
+:class:`LiveCurves` redraws one run's learning curves in place, epoch after epoch, and
+:class:`LiveRuns` those of every run of notebook 04.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -179,6 +182,33 @@ class LiveCurves:
     def __call__(self, row: dict) -> None:
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         self.show()
+
+
+class LiveRuns:
+    """One :class:`LiveCurves` per run folder, each starting from the rows already there; pass
+    an instance as ``on_epoch`` to :func:`sdml.multirun.train_runs`."""
+
+    def __init__(self, epochs: int, run_dirs):
+        from .runs import read_metrics
+
+        self.names = [Path(d).name for d in run_dirs]
+        self.curves = [LiveCurves(epochs, read_metrics(d), title=name)
+                       for d, name in zip(run_dirs, self.names)]
+
+    def show(self) -> None:
+        for live in self.curves:
+            live.show()
+
+    def __call__(self, rows: list[dict]) -> None:
+        for live, row in zip(self.curves, rows):
+            live(row)
+
+    def save(self, folder) -> list[Path]:
+        """Each run's figure as ``learning_curves_<run>.png`` in ``folder``."""
+        from .viz import save_figure
+
+        return [save_figure(live.fig, folder, f"learning_curves_{name}.png")
+                for live, name in zip(self.curves, self.names)]
 
 
 def learning_curves(frame, title: str = "Learning curves (mean over seeds; band: ± 1 sd)") -> Figure:

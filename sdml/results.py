@@ -190,6 +190,17 @@ def member_names(k: int) -> list[str]:
     return [f"model {i + 1}" for i in range(k)] + ["ensemble"]
 
 
+def summary_frame(run_dirs):
+    """:func:`run_summary` of each run folder as one table indexed by (run, member)."""
+    import pandas
+
+    frames = {}
+    for d in run_dirs:
+        run = load_run(d)
+        frames[run.label] = pandas.DataFrame(run_summary(run), index=member_names(run.config["peers"]))
+    return pandas.concat(frames, names=["run", "member"])
+
+
 def summarise(run_list: list[Run]) -> list[dict]:
     """Long table: one row per (group, metric, member) with mean, std, n over the group's seeds.
 

@@ -114,6 +114,41 @@ def test_dry_run_prints_the_plan(tmp_path, capsys, no_execution):
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_with_fused_runs_plans_one_04_per_seed(tmp_path, capsys, no_execution):
+    argv = runner_args(tmp_path, "--methods", *METHODS, "--seeds", "0", "1", "--fuse-runs", "on",
+                       "--dry-run")
+    assert notebooks.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "04_train_dml [fused: none-cifar-seed0, superclass-beta-cifar-seed0]" in out
+    assert "04_train_dml [fused: none-cifar-seed1, superclass-beta-cifar-seed1]" in out
+    assert out.count("04_train_dml") == 2 and not (tmp_path / "runs").exists()
+
+
+def test_fuse_runs_auto_follows_the_device_and_the_number_of_methods(monkeypatch):
+    import torch
+
+    said = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert notebooks.resolve_fuse_runs("auto", METHODS, said.append) is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert notebooks.resolve_fuse_runs("auto", METHODS, said.append) is True and "CUDA" in said[-1]
+    assert notebooks.resolve_fuse_runs("auto", METHODS[:1], said.append) is False
+    assert notebooks.resolve_fuse_runs("off", METHODS) is False
+    assert notebooks.resolve_fuse_runs("on", METHODS) is True
+    with pytest.raises(ValueError, match="fuse_runs: 'yes'; allowed: auto, on, off"):
+        notebooks.resolve_fuse_runs("yes", METHODS)
+
+
+@pytest.mark.parametrize("params, named", [
+    ({"methods": ["none", "none"]}, "methods: ['none', 'none'] is not allowed"),
+    ({"methods": ["cutmix"]}, "methods: ['cutmix'] is not allowed"),
+    ({"methods": ["none", "mixup"], "run_name": "mine"}, "run_name: 'mine' with methods"),
+])
+def test_notebook_04_refuses_bad_fused_methods(params, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        nbparams.validate("04_train_dml", **params)
+
+
 def test_auto_profile_and_data(monkeypatch):
     import torch
 
@@ -192,18 +227,45 @@ def test_every_notebook_executes_and_writes_what_it_promises(executed):
 
 def test_a_rerun_skips_finished_runs_and_resumes_unfinished_ones(executed):
     root, plan, _ = executed
-    steps = [s for s in plan if s.run_dir is not None]
-    before = {s.run_dir: ((s.run_dir / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
+    steps = [s for s in plan if s.run_dirs]
+    before = {s.run_dirs: ((s.run_dirs[0] / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
               for s in steps}
     log = []
     again = notebooks.build_plan("smoke", "synthetic", METHODS, [0], only=["04"], runs_root=root / "runs",
                                  figures_root=root / "figures", data_dir=str(root / "data"), extra=FAST)
     notebooks.run_plan(again, log=log.append)
     assert len(log) == 2 and all(line.endswith("finished run, skipped") for line in log)
-    after = {s.run_dir: ((s.run_dir / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
+    after = {s.run_dirs: ((s.run_dirs[0] / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
              for s in steps}
     assert after == before
     # asking for more epochs turns a finished run into one to resume
     longer = notebooks.build_plan("smoke", "synthetic", METHODS[:1], [0], only=["04"], runs_root=root / "runs",
                                   data_dir=str(root / "data"), extra={"epochs": 4})
     assert notebooks.run_state(longer[0]) == "resume"
+
+
+def test_fused_04_trains_every_method_as_one_job_into_the_single_runs_folders(executed, tmp_path):
+    root, plan, _ = executed
+    fused = notebooks.build_plan("smoke", "synthetic", METHODS, [0], only=["04"],
+                                 runs_root=tmp_path / "runs", figures_root=tmp_path / "figures",
+                                 data_dir=str(root / "data"), extra=FAST, fuse_runs=True)
+    assert [s.label for s in fused] == [
+        "04_train_dml [fused: none-cifar-seed0, superclass-beta-cifar-seed0]"]
+    assert notebooks.run_state(fused[0]) == "new"
+    notebooks.run_plan(fused, log=lambda *_: None)
+    assert notebooks.run_state(fused[0]) == "done"
+    for method in METHODS:
+        name = f"{method}-cifar-seed0"
+        fused_dir, single_dir = tmp_path / "runs" / name, root / "runs" / name
+        assert len(runs.read_metrics(fused_dir)) == 3
+        for part in (runs.CONFIG, runs.CHECKPOINT, runs.PREDICTIONS):
+            assert (fused_dir / part).stat().st_size > 0
+        assert (tmp_path / "figures" / f"learning_curves_{name}.png").stat().st_size > 1000
+        # the same run as notebook 04 trains alone, but for the fused (grouped) peers
+        got, alone = (runs.read_config(d).to_dict() for d in (fused_dir, single_dir))
+        assert got.pop("fuse") == "grouped" and alone.pop("fuse") == "auto"
+        assert got == alone
+    cells = nbformat.read(fused[0].output, as_version=4).cells
+    tables = [o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "text/html" in o.get("data", {})]
+    assert any("superclass-beta-cifar-seed0" in o["data"]["text/html"] for o in tables)
