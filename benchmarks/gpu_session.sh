@@ -11,6 +11,7 @@
 #   DEVICE=cpu SMALL=1 bash benchmarks/gpu_session.sh   # the same steps, tiny, to check the script
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # sdml from this checkout, installed or not
 OUT=${OUT:-runs/gpu}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}

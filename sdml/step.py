@@ -87,8 +87,9 @@ def compile_errors() -> tuple[type, ...]:
     from torch._dynamo.exc import TorchDynamoException
     from torch._inductor import exc as inductor
 
-    return (TorchDynamoException, inductor.CppCompileError, inductor.InvalidCxxCompiler,
-            inductor.OperatorIssue, inductor.CppWrapperCodegenError)
+    names = ("CppCompileError", "InvalidCxxCompiler", "OperatorIssue", "CppWrapperCodegenError")
+    # not every torch release has every one of them
+    return (TorchDynamoException, *(getattr(inductor, n) for n in names if hasattr(inductor, n)))
 
 
 def use_float_lr(optimizer: torch.optim.Optimizer) -> None:
