@@ -22,7 +22,6 @@ MANAGED = {"profile": "--profile", "data": "--data", "data_dir": "--data-dir", "
            "methods": "--methods", "interactive": "(always False when run headlessly)"}
 
 
-
 @dataclass(frozen=True)
 class Step:
     """One notebook execution of the plan."""

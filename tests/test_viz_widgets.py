@@ -242,3 +242,74 @@ def test_widget_static_figure_and_bad_settings(arrays):
         preview.static_figure([dict(colour="red")])
     with pytest.raises(ValueError, match="method"):
         preview.compute({**preview.state, "method": "superclass-soft"})
+
+
+# ----------------------------------------------------------------------------- live learning curves
+
+def curve_row(epoch: int) -> dict:
+    return {"epoch": epoch, "lr": 0.1, "train_loss": [2.0 / epoch, 2.1 / epoch],
+            "train_loss_total": 4.1 / epoch, "test_acc": [10.0 * epoch, 9.0 * epoch],
+            "ensemble_acc": 11.0 * epoch}
+
+
+@pytest.fixture
+def draws(monkeypatch):
+    """Every redraw of the live curves, as (title, epochs drawn); no IPython display needed."""
+    from IPython import display as ipd
+
+    from sdml import plots
+
+    seen = []
+    real = plots.draw_run_curves
+
+    def counting(fig, rows, epochs, title=""):
+        seen.append((title, [r["epoch"] for r in rows]))
+        return real(fig, rows, epochs, title)
+
+    class Handle:
+        def update(self, fig):
+            pass
+
+    monkeypatch.setattr(plots, "draw_run_curves", counting)
+    monkeypatch.setattr(ipd, "display", lambda *a, **k: Handle())
+    return seen
+
+
+def test_live_curves_skip_redraws_closer_than_min_interval_but_draw_the_last_epoch(draws):
+    from sdml.plots import LiveCurves
+
+    live = LiveCurves(5, title="run", min_interval=1e9)
+    live.show()
+    for epoch in range(1, 5):
+        live(curve_row(epoch))
+    assert draws == [("run", [])] and live.pending  # recorded, not redrawn
+    live(curve_row(5))
+    assert draws[-1] == ("run", [1, 2, 3, 4, 5]) and not live.pending
+
+
+def test_live_curves_redraw_every_epoch_without_an_interval(draws):
+    from sdml.plots import LiveCurves
+
+    live = LiveCurves(3, min_interval=0.0)
+    for epoch in (1, 2, 3):
+        live(curve_row(epoch))
+    assert [epochs for _, epochs in draws] == [[1], [1, 2], [1, 2, 3]]
+
+
+def test_live_runs_start_from_saved_rows_and_save_every_recorded_epoch(draws, tmp_path):
+    from sdml import runs
+    from sdml.plots import LiveRuns
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    runs.append_metrics(dirs[0], curve_row(1))  # a resumed run
+    live = LiveRuns(6, dirs, min_interval=1e9)
+    live.show()
+    live([curve_row(2), curve_row(1)])
+    live([curve_row(3), curve_row(2)])
+    assert [title for title, _ in draws] == ["a", "b"]  # only the first show
+    paths = live.save(tmp_path / "figures")
+    assert draws[2:] == [("a", [1, 2, 3]), ("b", [1, 2])]  # pending rows drawn before saving
+    assert [p.name for p in paths] == ["learning_curves_a.png", "learning_curves_b.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
