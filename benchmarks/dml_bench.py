@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 
 import torch
 
-from sdml.batches import to_device
-from sdml.data import load_dataset
-from sdml.hierarchy import FINE_NAMES
-from sdml.io import atomic_write_json
-from sdml.mixup import METHODS
-from sdml.train import resolve_device
+from sdml.data.batches import to_device
+from sdml.data.load import load_dataset
+from sdml.hierarchy.superclasses import FINE_NAMES
+from sdml.io.atomic import atomic_write_json
+from sdml.method.mixup import METHODS
+from sdml.training.train import resolve_device
 
 if __package__:
     from . import report

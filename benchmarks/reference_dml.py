@@ -12,7 +12,7 @@ This is deliberately how DML with mixup is commonly written, not how sdml writes
 - the loss read back with ``.item()`` every step, as loss meters do.
 
 The work per step is the same as sdml's: the same networks, batch, augmentation and mixing
-(:func:`sdml.mixup.mix_batch`, so the same ratios are drawn by the same method).
+(:func:`sdml.method.mixup.mix_batch`, so the same ratios are drawn by the same method).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from sdml.mixup import mix_batch
-from sdml.models import resnet_cifar
+from sdml.method.mixup import mix_batch
+from sdml.models.resnet import resnet_cifar
 
 
 class UInt8ImageDataset(Dataset):

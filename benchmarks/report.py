@@ -10,7 +10,7 @@ import PIL
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sdml.models import resnet_cifar
+from sdml.models.resnet import resnet_cifar
 
 #: Dense bf16 tensor-core peaks in TFLOP/s, by a part of ``torch.cuda.get_device_name``; the
 #: first match wins, so the more specific names come first.
@@ -64,7 +64,7 @@ def peak_tflops(device: torch.device) -> tuple[float | None, str]:
 
 def versions() -> dict:
     """Versions of everything timed, plus the repository revision."""
-    from sdml.runs import provenance
+    from sdml.training.runs import provenance
 
     info = provenance()
     info.update({"numpy": np.__version__, "pillow": PIL.__version__})

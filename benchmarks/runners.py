@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from sdml.config import make_config
-from sdml.hierarchy import superclass_of as cifar_superclass_of
-from sdml.step import Stepper
-from sdml.train import (build_model, make_optimizer, resolve_mix_params, train_one_epoch, use_compile,
-                        use_graphs)
+from sdml.training.config import make_config
+from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
+from sdml.training.step import Stepper
+from sdml.training.train import (build_model, make_optimizer, resolve_mix_params, train_one_epoch,
+                                 use_compile, use_graphs)
 
 if __package__:
     from . import report

@@ -8,7 +8,7 @@ import re
 import sys
 from dataclasses import fields
 
-from .config import PROFILES, Config, make_config
+from sdml.training.config import PROFILES, Config, make_config
 
 _FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?#\s*(.+)$")
 
@@ -55,6 +55,32 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return make_config(args.profile, **overrides)
 
 
+def add_many_arguments(parser) -> None:
+    """The options of ``python -m sdml train-many`` beside the config options."""
+    from sdml.method.mixup import METHODS, TABLE1_METHODS
+
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(TABLE1_METHODS),
+                        help="one run per method (default: the four of Table 1)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="one run per seed and method (default: --seed)")
+    parser.add_argument("--out-root", required=True,
+                        help="folder of the run folders <method>-<superclasses>-seed<seed>")
+    parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
+
+
+def main_many(args) -> list[list[dict]]:
+    """``python -m sdml train-many``: the config options give every run's base config."""
+    from sdml.training.multirun import plan_many, train_many
+
+    if getattr(args, "method", None) is not None:
+        raise ValueError(f"method: --method {args.method} is not used by train-many; "
+                         f"give the runs' methods with --methods")
+    base = config_from_args(args)
+    cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root)
+    return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sdml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,8 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One run per method and seed, fused into one grouped network; "
                                    "each run gets its own folder <method>-<superclasses>-seed<seed> "
                                    "under --out-root.")
-    from .multirun import add_many_arguments
-
     add_many_arguments(p)
     add_config_options(p)
 
@@ -100,23 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            from .train import train
+            from sdml.training.train import train
 
             cfg = config_from_args(args)
             train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
         elif args.command == "train-many":
-            from .multirun import main_many
-
             main_many(args)
         elif args.command == "bench":
-            from .bench import bench_step
+            from sdml.training.bench import bench_step
 
             cfg = config_from_args(args)
             print(json.dumps(bench_step(cfg, steps=args.steps, warmup=args.warmup)))
         elif args.command == "hierarchy":
-            from .wordnet import run_hierarchy
+            from sdml.hierarchy.wordnet import run_hierarchy
 
-            from .hierarchy import load_mapping
+            from sdml.hierarchy.superclasses import load_mapping
 
             result = run_hierarchy(args.k, args.out, tree_out=args.tree_out)
             mapping = load_mapping(args.out)
@@ -126,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             for i, name in enumerate(mapping.superclass_names):
                 print(f"  {i:>2} {name:<32} {', '.join(mapping.members(i))}")
         elif args.command == "wordnet":
-            from .wordnet import get_wordnet
+            from sdml.hierarchy.wordnet import get_wordnet
 
             wn = get_wordnet(args.cache_dir)
             print(f"WordNet {wn.get_version()} ready at {wn.root}")
         elif args.command == "data":
-            from .data import dataset_for
+            from sdml.data.load import dataset_for
 
             cfg = config_from_args(args)
             arrays = dataset_for(cfg)

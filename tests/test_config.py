@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from sdml.config import PROFILES, Config, field_names, from_dict, make_config
-from sdml.hierarchy import superclass_of
-from sdml.mixup import DEFAULTS, METHODS, resolve_params, sample_ratios
+from sdml.training.config import PROFILES, Config, field_names, from_dict, make_config
+from sdml.hierarchy.superclasses import superclass_of
+from sdml.method.mixup import DEFAULTS, METHODS, resolve_params, sample_ratios
 
 
 def test_paper_profile_is_the_paper_protocol():
@@ -190,7 +190,7 @@ def test_mix_params_are_exactly_what_sample_ratios_takes(method):
     y = torch.tensor([0, 1, 2, 3])
     yp = torch.tensor([1, 0, 2, 4])
     if method == "superclass-soft":
-        pytest.importorskip("sdml.wordnet", reason="sdml.wordnet is not written yet")
+        pytest.importorskip("sdml.hierarchy.wordnet", reason="sdml.hierarchy.wordnet is not written yet")
     lam = sample_ratios(method, y, yp, superclass_of(), torch.Generator().manual_seed(0), **params, **extra)
     assert lam.shape == (4,)
     if method == "superclass-choice":

@@ -1,4 +1,4 @@
-"""Tests for sdml.data (archive reading), sdml.batches (device batches) and sdml.synthetic, on tiny
+"""Tests for sdml.data.cifar (archive reading), sdml.data.batches (device batches) and sdml.data.synthetic, on tiny
 archives."""
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from sdml import data, synthetic
-from sdml.batches import crop_flip, denormalize, eval_batches, normalize, to_device
-from sdml.data import (ARCHIVE_NAME, CIFAR100_MD5, CifarArrays, ensure_cifar100, load_dataset,
-                       read_archive)
-from sdml.hierarchy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, superclass_of
-from sdml.step import plan_epoch
+from sdml.data import cifar as data
+from sdml.data import synthetic
+from sdml.data.batches import crop_flip, denormalize, eval_batches, normalize, to_device
+from sdml.data.cifar import ARCHIVE_NAME, CIFAR100_MD5, CifarArrays, ensure_cifar100, read_archive
+from sdml.data.load import load_dataset
+from sdml.hierarchy.superclasses import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, superclass_of
+from sdml.training.step import plan_epoch
 
 F2C = np.asarray(FINE_TO_COARSE)
 

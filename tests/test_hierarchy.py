@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from sdml import hierarchy
+from sdml.hierarchy import superclasses as hierarchy
+from sdml.hierarchy.resolve import resolve_superclasses
 
 # The coarse label of each fine label as CIFAR-100's pickles carry it (fine labels in order
 # apple, aquarium_fish, baby, ...), written out independently of the grouping in the module.
@@ -51,8 +52,8 @@ def test_bad_mappings_are_refused(edit, field):
 
 
 def test_resolve_superclasses(tmp_path):
-    assert hierarchy.resolve_superclasses("cifar").name == "cifar"
-    wn = hierarchy.resolve_superclasses("wordnet", 20)
+    assert resolve_superclasses("cifar").name == "cifar"
+    wn = resolve_superclasses("wordnet", 20)
     assert wn.k == 20 and wn.of.shape == (100,)
     with pytest.raises(ValueError, match="does not exist"):
-        hierarchy.resolve_superclasses(str(tmp_path / "missing.json"))
+        resolve_superclasses(str(tmp_path / "missing.json"))

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sdml.losses import dml_losses, mixed_cross_entropy, mutual_kl
+from sdml.method.losses import dml_losses, mixed_cross_entropy, mutual_kl
 
 
 def gen(seed: int) -> torch.Generator:

@@ -11,9 +11,9 @@ import pytest
 import scipy.stats as st
 import torch
 
-from sdml.hierarchy import FINE_NAMES, superclass_of
-from sdml.mixup import (DEFAULTS, METHODS, mix_batch, mix_images, mixed_target, partners,
-                        resolve_params, same_superclass, sample_beta, sample_ratios)
+from sdml.hierarchy.superclasses import FINE_NAMES, superclass_of
+from sdml.method.mixup import (DEFAULTS, METHODS, mix_batch, mix_images, mixed_target, partners,
+                               resolve_params, same_superclass, sample_beta, sample_ratios)
 
 N = 20000  # draws per distribution check
 SC = superclass_of()  # (100,) superclass id of each fine label
@@ -202,9 +202,9 @@ def test_beta_mixed_batch_gives_each_sample_its_own_law():
 # ---------------------------------------------------------------- superclass-soft
 
 def _soft_beta_alpha():
-    wordnet = pytest.importorskip("sdml.wordnet", reason="sdml.wordnet is not written yet")
+    wordnet = pytest.importorskip("sdml.hierarchy.wordnet", reason="sdml.hierarchy.wordnet is not written yet")
     if not hasattr(wordnet, "soft_beta_alpha"):
-        pytest.skip("sdml.wordnet.soft_beta_alpha is not written yet")
+        pytest.skip("sdml.hierarchy.wordnet.soft_beta_alpha is not written yet")
     return wordnet.soft_beta_alpha
 
 

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from sdml.fused import GroupedPeers
-from sdml.losses import dml_losses
-from sdml.models import LoopPeers, build_peers, resnet_cifar
+from sdml.models.fused import GroupedPeers
+from sdml.method.losses import dml_losses
+from sdml.models.resnet import LoopPeers, resnet_cifar
+from sdml.models.peers import build_peers
 
 SMALL = dict(depth=8, width=4, num_classes=10)  # n = 1 block per stage
 

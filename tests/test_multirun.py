@@ -7,12 +7,16 @@ import shutil
 import pytest
 import torch
 
-from sdml import job_checkpoints, multirun, runs, train as train_mod
+from sdml.training import job_checkpoints
+from sdml.training import multirun
+from sdml.training import runs
+from sdml.training import train as train_mod
+from sdml import cli
 from sdml.cli import add_config_options
-from sdml.config import make_config
-from sdml.fused import (GroupedPeers, RunStem, SharedInput, merge_optimizer_states,
-                        split_optimizer_state)
-from sdml.losses import dml_losses
+from sdml.training.config import make_config
+from sdml.models.fused import (GroupedPeers, RunStem, SharedInput, merge_optimizer_states,
+                               split_optimizer_state)
+from sdml.method.losses import dml_losses
 
 SMALL = dict(depth=8, width=4, num_classes=10)
 TIMING = ("train_seconds", "images_per_s")  # wall-clock, the only keys allowed to differ
@@ -171,10 +175,10 @@ def test_optimizer_state_splits_like_the_weights():
 
 
 def _fused_steps(compile: bool, steps: int = 2):
-    from sdml.bench import random_arrays
-    from sdml.batches import to_device
-    from sdml.hierarchy import superclass_of
-    from sdml.step import plan_epoch
+    from sdml.training.bench import random_arrays
+    from sdml.data.batches import to_device
+    from sdml.hierarchy.superclasses import superclass_of
+    from sdml.training.step import plan_epoch
 
     data = to_device(random_arrays(64), "cpu")
     with torch.random.fork_rng(devices=[]):
@@ -334,7 +338,7 @@ def test_folders_are_refused_before_any_is_touched(job, tmp_path):
 
 def test_train_many_command_names_the_run_folders(tmp_path):
     parser = argparse.ArgumentParser()
-    multirun.add_many_arguments(parser)
+    cli.add_many_arguments(parser)
     add_config_options(parser)
     args = parser.parse_args(["--out-root", str(tmp_path / "root"), "--profile", "smoke",
                               "--methods", "none", "superclass-choice", "--seeds", "3", "4"])
@@ -354,8 +358,8 @@ def test_train_many_command_names_the_run_folders(tmp_path):
                               "--synthetic-test-per-class", "1", "--batch-size", "50",
                               "--depth", "8", "--width", "2", "--device", "cpu", "--no-progress"])
     with pytest.raises(ValueError, match="method: --method mixup is not used"):
-        multirun.main_many(argparse.Namespace(**{**vars(args), "method": "mixup"}))
-    rows = multirun.main_many(args)
+        cli.main_many(argparse.Namespace(**{**vars(args), "method": "mixup"}))
+    rows = cli.main_many(args)
     assert [len(r) for r in rows] == [1, 1]
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["mixup-cifar-seed0",
                                                                       "none-cifar-seed0"]

@@ -9,7 +9,9 @@ import re
 import nbformat
 import pytest
 
-from sdml import nbparams, notebooks, runs
+from sdml.notebooks import params as nbparams
+from sdml.notebooks import runner as notebooks
+from sdml.training import runs
 
 METHODS = ["none", "superclass-beta"]  # two 04 runs keep the test short
 FAST = {"threads": 1}  # one torch thread: much faster than two on a shared 2-core machine
@@ -50,7 +52,7 @@ def test_one_parameters_cell_declaring_the_spec_then_validation(nb):
     assert values == nbparams.defaults(nb)
     assert all("#" in line for line in source.splitlines() if line.strip()), "every parameter has a comment"
     check = cells[tagged[0] + 1].source
-    assert f'sdml.nbparams.validate(\n    "{nb}"' in check
+    assert f'sdml.notebooks.params.validate(\n    "{nb}"' in check
     for name in names:
         assert f"{name}={name}" in check
 
@@ -90,12 +92,12 @@ def test_runner_refuses_bad_input_before_running_anything(tmp_path, capsys, no_e
 
 
 def test_a_missing_cifar_archive_stops_the_run_before_any_notebook(tmp_path, capsys, no_execution, monkeypatch):
-    import sdml.data
+    import sdml.data.cifar
 
     def offline(root, download=True):
         raise FileNotFoundError(f"CIFAR-100 archive not found: {root}/cifar-100-python.tar.gz")
 
-    monkeypatch.setattr(sdml.data, "ensure_cifar100", offline)
+    monkeypatch.setattr(sdml.data.cifar, "ensure_cifar100", offline)
     argv = runner_args(tmp_path, "--only", "04")
     argv[argv.index("synthetic")] = "cifar100"
     assert notebooks.main(argv) == 2

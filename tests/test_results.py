@@ -7,9 +7,12 @@ import math
 import pytest
 import torch
 
-from sdml import metrics, report, results, runs
-from sdml.config import make_config
-from sdml.io import atomic_torch_save, atomic_write_json
+from sdml.results import metrics
+from sdml.results import report
+from sdml.results import summary as results
+from sdml.training import runs
+from sdml.training.config import make_config
+from sdml.io.atomic import atomic_torch_save, atomic_write_json
 
 
 def probs_with_confidence(conf, pred, c=3):

@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from sdml.config import make_config
-from sdml.batches import PAD, crop_flip, normalize, to_device
-from sdml.hierarchy import superclass_of
-from sdml.bench import random_arrays
-from sdml.losses import dml_losses
-from sdml.mixup import mix_images
-from sdml.step import Stepper, forward_losses, plan_epoch, step_inputs
-from sdml.train import build_model, make_optimizer
+from sdml.training.config import make_config
+from sdml.data.batches import PAD, crop_flip, normalize, to_device
+from sdml.hierarchy.superclasses import superclass_of
+from sdml.training.bench import random_arrays
+from sdml.method.losses import dml_losses
+from sdml.method.mixup import mix_images
+from sdml.training.step import Stepper, forward_losses, plan_epoch, step_inputs
+from sdml.training.train import build_model, make_optimizer
 
 SC = superclass_of()
 
@@ -121,7 +121,7 @@ def test_other_errors_in_a_compiled_step_propagate(monkeypatch):
     ("auto", "cuda", True, False), ("auto", "cpu", False, False), ("off", "cuda", False, False),
     ("on", "cpu", True, False), ("graphs", "cuda", True, True), ("graphs", "cpu", True, True)])
 def test_the_compile_setting_resolves_per_device(value, device, compiled, graphs):
-    from sdml.train import use_compile, use_graphs
+    from sdml.training.train import use_compile, use_graphs
 
     cfg = make_config("smoke", compile=value)
     assert use_compile(cfg, torch.device(device)) == compiled

@@ -4,9 +4,10 @@ import json
 import pytest
 import torch
 
-from sdml import runs, train as train_mod
+from sdml.training import runs
+from sdml.training import train as train_mod
 from sdml.cli import main
-from sdml.config import make_config
+from sdml.training.config import make_config
 
 
 def tiny(tmp_path, **kw):
@@ -89,7 +90,7 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = tiny(tmp_path)
-    from sdml import step as step_mod
+    from sdml.training import step as step_mod
 
     real = step_mod.dml_losses
     calls = {"n": 0}
@@ -146,7 +147,7 @@ def test_missing_cuda_is_a_clear_error(tmp_path, capsys):
 
 
 def test_cli_help_documents_every_field(capsys):
-    from sdml.config import field_names
+    from sdml.training.config import field_names
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])

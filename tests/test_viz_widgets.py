@@ -1,4 +1,4 @@
-"""Figures (sdml.viz, sdml.viz_ratios) and the mixing preview widget (sdml.widgets), on the CPU."""
+"""Figures (sdml.notebooks.viz, sdml.notebooks.viz_ratios) and the mixing preview widget (sdml.notebooks.widgets), on the CPU."""
 import math
 
 import numpy as np
@@ -6,10 +6,12 @@ import pytest
 import torch
 from scipy import stats
 
-from sdml import viz, viz_ratios, widgets
-from sdml.data import CifarArrays
-from sdml.hierarchy import FINE_NAMES, FINE_TO_COARSE, superclass_of
-from sdml.mixup import mix_images, sample_ratios
+from sdml.notebooks import viz
+from sdml.notebooks import viz_ratios
+from sdml.notebooks import widgets
+from sdml.data.cifar import CifarArrays
+from sdml.hierarchy.superclasses import FINE_NAMES, FINE_TO_COARSE, superclass_of
+from sdml.method.mixup import mix_images, sample_ratios
 
 PER_CLASS = 2
 
@@ -257,7 +259,7 @@ def draws(monkeypatch):
     """Every redraw of the live curves, as (title, epochs drawn); no IPython display needed."""
     from IPython import display as ipd
 
-    from sdml import plots
+    from sdml.notebooks import plots
 
     seen = []
     real = plots.draw_run_curves
@@ -276,7 +278,7 @@ def draws(monkeypatch):
 
 
 def test_live_curves_skip_redraws_closer_than_min_interval_but_draw_the_last_epoch(draws):
-    from sdml.plots import LiveCurves
+    from sdml.notebooks.plots import LiveCurves
 
     live = LiveCurves(5, title="run", min_interval=1e9)
     live.show()
@@ -288,7 +290,7 @@ def test_live_curves_skip_redraws_closer_than_min_interval_but_draw_the_last_epo
 
 
 def test_live_curves_redraw_every_epoch_without_an_interval(draws):
-    from sdml.plots import LiveCurves
+    from sdml.notebooks.plots import LiveCurves
 
     live = LiveCurves(3, min_interval=0.0)
     for epoch in (1, 2, 3):
@@ -297,8 +299,8 @@ def test_live_curves_redraw_every_epoch_without_an_interval(draws):
 
 
 def test_live_runs_start_from_saved_rows_and_save_every_recorded_epoch(draws, tmp_path):
-    from sdml import runs
-    from sdml.plots import LiveRuns
+    from sdml.training import runs
+    from sdml.notebooks.plots import LiveRuns
 
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:

@@ -20,14 +20,15 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import entropy
 
-from sdml import wordnet
-from sdml.hierarchy import (COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, MAPPINGS_DIR, cifar_superclasses,
-                            from_json, load_mapping)
-from sdml.wordnet import (CLASS_SYNSETS, DB_FILES, LEXNAMES, Tree, agreement, build_tree, check_version,
-                          derive_superclasses, get_wordnet, lexnames_text, load_similarity, load_tree,
-                          normalised_similarity, run_hierarchy, similarity_matrix, soft_beta_alpha)
-from sdml.wordnet_groups import (_group_names, adjusted_rand_index, average_linkage, contingency_table,
-                                 normalized_mutual_info)
+from sdml.hierarchy import wordnet
+from sdml.hierarchy.superclasses import (COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, MAPPINGS_DIR,
+                                         cifar_superclasses, from_json, load_mapping)
+from sdml.hierarchy.wordnet import (CLASS_SYNSETS, DB_FILES, LEXNAMES, Tree, agreement, build_tree,
+                                    check_version, derive_superclasses, get_wordnet, lexnames_text,
+                                    load_similarity, load_tree, normalised_similarity,
+                                    run_hierarchy, similarity_matrix, soft_beta_alpha)
+from sdml.hierarchy.wordnet_groups import (_group_names, adjusted_rand_index, average_linkage,
+                                           contingency_table, normalized_mutual_info)
 
 ANIMAL = {"noun.animal"}
 ARTIFACT = {"noun.artifact"}

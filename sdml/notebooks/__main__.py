@@ -1,0 +1,5 @@
+import sys
+
+from sdml.notebooks.runner import main
+
+sys.exit(main())

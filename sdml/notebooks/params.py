@@ -1,0 +1,152 @@
+"""The notebooks' parameters: one spec, validated by the cell after each ``parameters`` cell.
+
+papermill only warns about parameter names a notebook does not declare; the runner and the
+notebooks call :func:`validate` so that a typo or a bad value stops the run at once with a
+message that names the parameter and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from sdml.training.config import DATASETS, DEVICES, PROFILES
+from sdml.method.mixup import METHODS, TABLE1_METHODS
+from sdml.training.runs import run_name
+
+NOTEBOOKS = ("01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
+             "04_train_dml", "05_results")
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    check: Callable[[Any], bool]
+    allowed: str  # what the error message says is allowed
+
+
+def _one_of(values) -> Param:
+    return lambda default: Param(default, lambda v: v in values, "one of " + ", ".join(map(str, values)))
+
+
+def _int(lo: int, hi: int | None = None) -> Callable[[int], Param]:
+    span = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
+    return lambda default: Param(default, lambda v: isinstance(v, int) and not isinstance(v, bool)
+                                 and v >= lo and (hi is None or v <= hi), span)
+
+
+def _bool(default: bool) -> Param:
+    return Param(default, lambda v: isinstance(v, bool), "True or False")
+
+
+def _str(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and v != "", "a non-empty string")
+
+
+def _superclasses(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and (v in ("cifar", "wordnet") or v.endswith(".json")),
+                 "cifar, wordnet or a path to a JSON mapping ending in .json")
+
+
+def _fused_methods(default: list) -> Param:
+    return Param(default, lambda v: isinstance(v, (list, tuple)) and len(set(v)) == len(v)
+                 and all(m in METHODS for m in v),
+                 "[] (train `method` alone) or a list of distinct methods among " + ", ".join(METHODS))
+
+
+def _methods(default: list) -> Param:
+    return Param(default, lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(m in METHODS for m in v),
+                 "a non-empty list of " + ", ".join(METHODS))
+
+
+COMMON: dict[str, Param] = {
+    "profile": _one_of(tuple(PROFILES))("smoke"),     # config preset
+    "data": _one_of(DATASETS)("synthetic"),            # dataset
+    "data_dir": _str("data"),                          # where archives live
+    "seed": _int(0)(0),                                # random seed
+    "run_root": _str("runs/smoke"),                    # run folder of this profile
+    "figures_dir": _str("figures/smoke"),              # where PNG figures go
+    "interactive": _bool(False),                       # widgets (JupyterLab) or static figures
+}
+
+SPECS: dict[str, dict[str, Param]] = {
+    "01_superclass_hierarchy": {"wordnet_k": _int(2, 99)(20)},
+    "02_mixing_preview": {"grid_pairs": _int(1, 12)(4)},
+    "03_ratio_distributions": {"n_samples": _int(100)(20000)},
+    "04_train_dml": {
+        "method": _one_of(METHODS)("superclass-beta"),
+        "superclasses": _superclasses("cifar"),
+        "peers": _int(2)(2),
+        "epochs": _int(0)(0),                          # 0: the profile's
+        "device": _one_of(DEVICES)("auto"),
+        "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
+        "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
+        "methods": _fused_methods([]),                 # several: one fused job (sdml.training.multirun)
+    },
+    "05_results": {"methods": _methods(list(TABLE1_METHODS))},
+}
+
+
+def spec(notebook: str) -> dict[str, Param]:
+    if notebook not in SPECS:
+        raise ValueError(f"notebook: {notebook!r} is not a notebook of the kit; allowed: {', '.join(NOTEBOOKS)}")
+    return {**COMMON, **SPECS[notebook]}
+
+
+def defaults(notebook: str) -> dict[str, Any]:
+    return {name: p.default for name, p in spec(notebook).items()}
+
+
+def validate(notebook: str, **params) -> dict[str, Any]:
+    """Check every parameter's name and value; returns the full set with defaults filled in."""
+    allowed = spec(notebook)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a parameter of notebook {notebook}; allowed: "
+                         f"{', '.join(allowed)}")
+    out = {**defaults(notebook), **params}
+    for name, value in out.items():
+        if not allowed[name].check(value):
+            raise ValueError(f"{name}: {value!r} is not allowed in notebook {notebook}; "
+                             f"allowed: {allowed[name].allowed}")
+    if notebook == "04_train_dml" and out["methods"] and out["run_name"] != "auto":
+        raise ValueError(f"run_name: {out['run_name']!r} with methods {out['methods']!r}; allowed "
+                         f"with several methods: auto (each run gets its own folder)")
+    return out
+
+
+def run_dir(params: dict) -> Path:
+    """Notebook 04's run folder: ``run_root/<run_name>`` (``auto``: see :func:`run_name`)."""
+    name = params["run_name"]
+    if name == "auto":
+        name = run_name(params["method"], params["superclasses"], params["seed"])
+    return Path(params["run_root"]) / name
+
+
+def run_dirs(params: dict) -> list[Path]:
+    """Notebook 04's run folders: one, or one per method of a fused job (``methods``)."""
+    if not params["methods"]:
+        return [run_dir(params)]
+    return [Path(params["run_root"]) / run_name(m, params["superclasses"], params["seed"])
+            for m in params["methods"]]
+
+
+def train_plan(params: dict) -> tuple[list, list[Path]]:
+    """Notebook 04's configs and run folders: the run of ``method``, or with ``methods`` one run
+    per method, trained as one fused job by :func:`sdml.training.multirun.train_runs`."""
+    import dataclasses
+
+    cfg = train_config(params)
+    cfgs = [dataclasses.replace(cfg, method=m).validate() for m in params["methods"]] or [cfg]
+    return cfgs, run_dirs(params)
+
+
+def train_config(params: dict):
+    """Notebook 04's training config: the profile with the notebook's parameters applied
+    (``epochs = 0`` keeps the profile's)."""
+    from sdml.training.config import make_config
+
+    return make_config(params["profile"], data=params["data"], data_dir=params["data_dir"],
+                       method=params["method"], peers=params["peers"], seed=params["seed"],
+                       device=params["device"], superclasses=params["superclasses"],
+                       threads=params["threads"], epochs=params["epochs"] or None)

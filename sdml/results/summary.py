@@ -1,0 +1,295 @@
+"""Results of a profile's runs: the paper's Table 1 beside ours, calibration, superclass errors.
+
+Reading (:func:`load_runs`) is kept apart from the computations, which are pure functions of
+tensors and metric rows. :mod:`sdml.results.report` writes ``results.md`` and ``results.csv`` from them.
+
+Definitions used throughout:
+
+- *final*: the test top-1 after the last epoch; *best*: the highest test top-1 over all epochs
+  (chosen on the test split itself, so optimistic). Table 1 of the paper does not say which.
+- Several seeds: mean ± sample standard deviation (n - 1 in the denominator); one seed: the value.
+- ECE (Guo et al., ICML 2017, "On Calibration of Modern Neural Networks"): with the confidence
+  c_i = max_k p_ik and M equal-width bins B_m = ((m-1)/M, m/M],
+  ``ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|``; M = 15.
+- The peers' ensemble: the mean of the K peers' predicted probabilities.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sdml.training import runs
+from sdml.training.config import from_dict, make_config
+from sdml.hierarchy.superclasses import COARSE_NAMES, superclass_of as cifar_superclass_of
+from sdml.results.metrics import (ECE_BINS, accuracy_per_superclass, ece, ensemble, mean_std,
+                                  reliability_bins, within_superclass_error_share)
+from sdml.method.mixup import TABLE1_METHODS
+from sdml.training.runs import superclasses_name
+
+PAPER_CITATION = ('Table 1 ("quantitative evaluation [%]", top-1 accuracy on the CIFAR-100 test '
+                  'split, two ResNet-32 peers trained with DML) of the paper "mixup using '
+                  'superclasses for Deep Mutual Learning"')
+#: Table 1 of the paper: top-1 accuracy [%] of model 1 and model 2, by method.
+PAPER_TABLE1: dict[str, tuple[float, float]] = dict(zip(TABLE1_METHODS, (
+    (71.51, 71.46),  # none
+    (71.37, 71.08),  # mixup
+    (72.23, 71.93),  # superclass-choice
+    (73.28, 73.01),  # superclass-beta
+), strict=True))
+METHOD_LABELS = {
+    "none": "no mixup",
+    "mixup": "mixup (alpha = 1.0)",
+    "superclass-choice": "proposed, selection",
+    "superclass-beta": "proposed, Beta distribution",
+    "superclass-soft": "WordNet-soft Beta (not in the paper)",
+}
+#: Config fields that define the experiment of Table 1 (the others do not change what is computed).
+PROTOCOL_FIELDS = ("data", "depth", "width", "shortcut", "peers", "epochs", "batch_size", "lr",
+                   "momentum", "weight_decay", "milestones", "gamma", "augment",
+                   "max_steps_per_epoch", "temperature")
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder as read from disk."""
+
+    path: Path
+    config: dict          # Config.to_dict() of the run
+    provenance: dict      # versions, git revision, device
+    metrics: list[dict]   # rows of metrics.jsonl
+    probs: torch.Tensor | None  # (K, N, C) float32 test probabilities after the last epoch
+    y: torch.Tensor | None      # (N,) fine labels
+    coarse: torch.Tensor | None  # (N,) the dataset's superclass labels
+
+    @property
+    def finished(self) -> bool:
+        return (self.probs is not None and bool(self.metrics)
+                and self.metrics[-1]["epoch"] >= self.config["epochs"])
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read ``config.json``, ``metrics.jsonl`` and (when present) ``predictions.pt``."""
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / runs.CONFIG).read_text())
+    probs = y = coarse = None
+    if (run_dir / runs.PREDICTIONS).is_file():
+        pred = torch.load(run_dir / runs.PREDICTIONS, map_location="cpu", weights_only=True)
+        probs, y, coarse = pred["probs"].float(), pred["y"].long(), pred["coarse"].long()
+    return Run(run_dir, saved["config"], saved.get("provenance", {}), runs.read_metrics(run_dir),
+               probs, y, coarse)
+
+
+def load_runs(run_root: str | Path, methods=None) -> list[Run]:
+    """Every run folder directly under ``run_root`` (a folder holding ``config.json``), by name;
+    only those of ``methods`` when given."""
+    run_root = Path(run_root)
+    if not run_root.is_dir():
+        raise ValueError(f"run_root: {str(run_root)!r} is not a folder; run notebook 04 first")
+    found = [load_run(p) for p in sorted(run_root.iterdir()) if (p / runs.CONFIG).is_file()]
+    found = [r for r in found if methods is None or r.config["method"] in methods]
+    if not found:
+        raise ValueError(f"run_root: no run folder under {str(run_root)!r}"
+                         f"{' for methods ' + ', '.join(methods) if methods else ''}; run notebook 04 "
+                         f"first (python -m sdml.notebooks run --only 04)")
+    return found
+
+
+def finished_runs(run_list: list[Run]) -> list[Run]:
+    """The runs with every epoch and their predictions; ValueError if there is none."""
+    done = [r for r in run_list if r.finished]
+    if not done:
+        raise ValueError(f"runs: none of {', '.join(r.label for r in run_list)} has finished; "
+                         f"run notebook 04 to the end first")
+    return done
+
+
+def runs_frame(run_list: list[Run]):
+    """DataFrame for display: one row per run with its method, seed, progress and last accuracy."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "run": r.label, "method": r.config["method"], "superclasses": superclass_source(r.config),
+        "seed": r.config["seed"], "data": r.config["data"], "profile": r.config["profile"],
+        "epochs done": r.metrics[-1]["epoch"] if r.metrics else 0, "epochs": r.config["epochs"],
+        "finished": r.finished,
+        "last test top-1 [%]": " / ".join(f"{a:.2f}" for a in r.metrics[-1]["test_acc"]) if r.metrics else "-",
+    } for r in run_list]).set_index("run")
+
+
+def superclass_source(config: dict) -> str:
+    """A run's superclasses: ``cifar``, ``wordnet`` or a JSON mapping's file stem
+    (:func:`sdml.training.runs.superclasses_name`)."""
+    return superclasses_name(config["superclasses"])
+
+
+def mix_setting(config: dict) -> tuple:
+    """The method's own constants, (name, value) pairs, as :meth:`Config.mix_params` names them."""
+    return tuple(sorted(from_dict(config).mix_params().items()))
+
+
+def paper_setting(method: str) -> tuple:
+    """The method's constants as the paper sets them."""
+    return mix_setting(make_config("paper", method=method).to_dict())
+
+
+def setting_text(setting: tuple) -> str:
+    """A method's constants as text, e.g. ``same_alpha=8 diff_alpha=0.2`` (``-`` for none)."""
+    return " ".join(f"{name}={value:g}" for name, value in setting) or "-"
+
+
+def row_key(row: dict) -> tuple:
+    """The group key of a :func:`summarise` row, as :func:`group_key` gives it (setting as text)."""
+    return (row["method"], row["superclasses"], row["data"], row["profile"], row["epochs"],
+            row["setting"])
+
+
+def text_key(key: tuple) -> tuple:
+    """:func:`group_key` with the constants as text, comparable with :func:`row_key`."""
+    return (*key[:5], setting_text(key[5]))
+
+
+def group_key(run: "Run") -> tuple:
+    """Runs that differ only in their seed (and execution details) share a group:
+    (method, superclasses, data, profile, epochs run, the method's constants)."""
+    c = run.config
+    epochs = run.metrics[-1]["epoch"] if run.metrics else 0
+    return (c["method"], superclass_source(c), c["data"], c["profile"], epochs, mix_setting(c))
+
+
+# ----------------------------------------------------------------------------- per run, per group
+
+def run_summary(run: Run, superclass_of: torch.Tensor | None = None) -> dict[str, list[float]]:
+    """Per-run numbers, each a list over [peer 1, ..., peer K, ensemble].
+
+    Accuracies and ECE in %, the error share in %, best epoch as an epoch number.
+    """
+    sc = cifar_superclass_of() if superclass_of is None else superclass_of
+    accs = torch.tensor([r["test_acc"] + [r["ensemble_acc"]] for r in run.metrics])  # (E, K+1)
+    best, best_idx = accs.max(0).values, accs.argmax(0)  # argmax: the first epoch reaching the best
+    out = {"final": accs[-1].tolist(), "best": best.tolist(),
+           "best_epoch": [run.metrics[i]["epoch"] for i in best_idx.tolist()],
+           "superclass_acc": run.metrics[-1]["superclass_acc"] + [run.metrics[-1]["ensemble_superclass_acc"]]}
+    if run.probs is not None:
+        members = list(run.probs) + [ensemble(run.probs)]  # K + 1 of (N, C)
+        out["ece"] = [100 * ece(p, run.y) for p in members]
+        out["within_superclass_errors"] = [100 * within_superclass_error_share(p.argmax(-1), run.y, sc)
+                                           for p in members]
+    return out
+
+
+def member_names(k: int) -> list[str]:
+    return [f"model {i + 1}" for i in range(k)] + ["ensemble"]
+
+
+def summary_frame(run_dirs):
+    """:func:`run_summary` of each run folder as one table indexed by (run, member)."""
+    import pandas
+
+    frames = {}
+    for d in run_dirs:
+        run = load_run(d)
+        frames[run.label] = pandas.DataFrame(run_summary(run), index=member_names(run.config["peers"]))
+    return pandas.concat(frames, names=["run", "member"])
+
+
+def summarise(run_list: list[Run]) -> list[dict]:
+    """Long table: one row per (group, metric, member) with mean, std, n over the group's seeds.
+
+    Only finished runs are used. Columns: method, superclasses, data, profile, epochs, seeds,
+    metric, member, mean, std, n, paper (Table 1's value where it has one).
+    """
+    groups: dict[tuple, list[Run]] = {}
+    for run in run_list:
+        if run.finished:
+            groups.setdefault(group_key(run), []).append(run)
+    rows = []
+    for key, members in groups.items():
+        method, source, data, profile, epochs, setting = key
+        sums = [run_summary(r) for r in members]
+        k = min(len(s["final"]) for s in sums) - 1
+        seeds = " ".join(str(r.config["seed"]) for r in sorted(members, key=lambda r: r.config["seed"]))
+        for metric in sums[0]:
+            for i, member in enumerate(member_names(k)):
+                j = i if member != "ensemble" else -1
+                mean, std, n = mean_std([s[metric][j] for s in sums])
+                paper = (PAPER_TABLE1[method][i] if metric in ("final", "best") and method in PAPER_TABLE1
+                         and i < 2 and member != "ensemble" and source == "cifar"
+                         and setting == paper_setting(method) else float("nan"))
+                rows.append({"method": method, "setting": setting_text(setting),
+                             "superclasses": source, "data": data,
+                             "profile": profile, "epochs": epochs, "seeds": seeds, "metric": metric,
+                             "member": member, "mean": mean, "std": std, "n": n, "paper": paper})
+    return rows
+
+
+def protocol_differences(config: dict) -> dict[str, tuple]:
+    """Fields where a run's protocol differs from Table 1's: name -> (ours, paper's)."""
+    paper = make_config("paper", method=config["method"]).to_dict()
+    fields = PROTOCOL_FIELDS + tuple(name for name, _ in mix_setting(config))
+    return {f: (config[f], paper[f]) for f in fields if config[f] != paper[f]}
+
+
+def group_label(config: dict) -> str:
+    """A group's name in tables and legends: the method, plus the superclass source if not CIFAR's."""
+    source = superclass_source(config)
+    return config["method"] if source == "cifar" else f"{config['method']} ({source})"
+
+
+def _ordered(run_list: list[Run]) -> list[Run]:
+    from sdml.method.mixup import METHODS
+
+    return sorted(run_list, key=lambda r: (METHODS.index(r.config["method"]),
+                                           superclass_source(r.config), r.config["seed"]))
+
+
+def curves_frame(run_list: list[Run]):
+    """Long DataFrame of learning curves: group, method, seed, epoch, member, test_acc, train_loss."""
+    import pandas as pd
+
+    rows = []
+    for run in _ordered(run_list):
+        for m in run.metrics:
+            k = len(m["test_acc"])
+            for i, member in enumerate(member_names(k)):
+                rows.append({"group": group_label(run.config), "method": run.config["method"],
+                             "seed": run.config["seed"], "epoch": m["epoch"], "member": member,
+                             "test_acc": m["test_acc"][i] if i < k else m["ensemble_acc"],
+                             "train_loss": m["train_loss"][i] if i < k else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def superclass_accuracy_frame(run_list: list[Run]):
+    """Long DataFrame: group, seed, member, superclass, accuracy [%] (finished runs, peers only)."""
+    import pandas as pd
+
+    rows = []
+    for run in _ordered([r for r in run_list if r.finished]):
+        for i, p in enumerate(run.probs):
+            acc = accuracy_per_superclass(p.argmax(-1), run.y, run.coarse, len(COARSE_NAMES))
+            rows += [{"group": group_label(run.config), "seed": run.config["seed"],
+                      "member": f"model {i + 1}", "superclass": name, "accuracy": float(a)}
+                     for name, a in zip(COARSE_NAMES, acc.tolist())]
+    return pd.DataFrame(rows)
+
+
+def reliability_by_group(run_list: list[Run], n_bins: int = ECE_BINS) -> dict[str, dict]:
+    """Reliability bins per group, the peers' predictions of every seed pooled; adds ``ece``."""
+    pooled: dict[str, tuple[list, list]] = {}
+    for run in _ordered([r for r in run_list if r.finished]):
+        probs, ys = pooled.setdefault(group_label(run.config), ([], []))
+        probs += list(run.probs)
+        ys += [run.y] * run.probs.shape[0]
+    out = {}
+    for label, (probs, ys) in pooled.items():
+        p, y = torch.cat(probs), torch.cat(ys)
+        out[label] = {**reliability_bins(p, y, n_bins), "ece": ece(p, y, n_bins)}
+    return out

@@ -1,0 +1,180 @@
+"""The one validated training config, and its named profiles.
+
+Defaults are the paper profile: two ResNet-32 peers trained with DML on CIFAR-100 under the DML
+paper's protocol. ``smoke`` and ``demo`` are small presets for CPUs. Every field can be
+overridden; :meth:`Config.validate` raises ``ValueError`` naming the field, the value and what is
+allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+from sdml.data.cifar import DATASETS
+from sdml.method.mixup import DEFAULTS, METHODS
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+FUSE = ("auto", "loop", "grouped")
+COMPILE = ("auto", "off", "on", "graphs")
+SHORTCUTS = ("A", "B")
+
+
+@dataclass
+class Config:
+    # --- data
+    data: str = "cifar100"             # cifar100 | synthetic
+    data_dir: str = "data"             # folder holding cifar-100-python.tar.gz / synthetic archives
+    download: bool = True              # fetch CIFAR-100 when the archive is missing
+    synthetic_train_per_class: int = 500  # images per class in the synthetic train split
+    synthetic_test_per_class: int = 100   # images per class in the synthetic test split
+    synthetic_seed: int = 0            # the synthetic dataset's own seed (not the run's)
+    augment: bool = True               # random crop (4 px zero padding) + horizontal flip
+    # --- superclasses
+    superclasses: str = "cifar"        # cifar | wordnet | path to a JSON mapping
+    wordnet_k: int = 20                # groups when superclasses == "wordnet"
+    # --- mixing
+    method: str = "superclass-beta"    # none | mixup | superclass-choice | superclass-beta | superclass-soft
+    alpha: float = 1.0                 # plain mixup: lam ~ Beta(alpha, alpha)
+    same_ratio: float = 0.5            # superclass-choice, same superclass: lam
+    diff_ratio: float = 0.9            # superclass-choice, different: lam = diff_ratio or 1 - diff_ratio
+    same_alpha: float = 8.0            # superclass-beta/soft, same superclass: Beta(same_alpha, same_alpha)
+    diff_alpha: float = 0.2            # superclass-beta/soft, different: Beta(diff_alpha, diff_alpha)
+    # --- model
+    depth: int = 32                    # CIFAR ResNet depth, 6n + 2
+    width: int = 16                    # channels of the first stage (then x2, x4)
+    shortcut: str = "A"                # A: zero-padding identity | B: 1x1 conv projection
+    peers: int = 2                     # K models trained together
+    temperature: float = 1.0           # softmax temperature of the KL term
+    # --- optimisation
+    epochs: int = 200                  # passes over the train split
+    batch_size: int = 64               # samples per step; all peers see the same mixed batch
+    lr: float = 0.1                    # initial learning rate
+    momentum: float = 0.9              # Nesterov momentum
+    weight_decay: float = 5e-4         # L2 penalty of SGD, on all parameters
+    milestones: tuple[int, ...] = (60, 120, 180)  # epochs where lr is multiplied by gamma
+    gamma: float = 0.1                 # lr factor at each milestone
+    eval_batch_size: int = 1000        # test samples per forward pass
+    max_steps_per_epoch: int = 0       # 0 = the whole train split each epoch
+    # --- execution
+    seed: int = 0                      # the run seed: weights, shuffling, augmentation, mixing
+    device: str = "auto"               # auto | cpu | cuda | mps
+    fuse: str = "auto"                 # loop | grouped | auto (grouped on CUDA, loop on CPU)
+    compile: str = "auto"              # on | graphs | off | auto (on for CUDA); graphs: on, plus
+                                       # CUDA graphs (mode reduce-overhead) where they hold
+    threads: int = 0                   # CPU threads for torch, 0 = torch's default
+    profile: str = "paper"             # the preset these values started from (provenance)
+
+    def mix_params(self) -> dict:
+        """The parameters :func:`sdml.method.mixup.sample_ratios` takes for this config's method: the
+        fields named like the method's entries in :data:`sdml.method.mixup.DEFAULTS`."""
+        return {name: getattr(self, name) for name in DEFAULTS[self.method]}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    def validate(self) -> "Config":
+        """Raise ValueError naming the first bad field; return self when all are valid."""
+        _choice("data", self.data, DATASETS)
+        _choice("method", self.method, METHODS)
+        _choice("device", self.device, DEVICES)
+        _choice("fuse", self.fuse, FUSE)
+        _choice("compile", self.compile, COMPILE)
+        _choice("shortcut", self.shortcut, SHORTCUTS)
+        if not isinstance(self.superclasses, str) or not self.superclasses:
+            raise ValueError(f"superclasses: {self.superclasses!r}; allowed: cifar, wordnet or a JSON path")
+        if self.superclasses not in ("cifar", "wordnet") and not self.superclasses.endswith(".json"):
+            raise ValueError(f"superclasses: {self.superclasses!r}; allowed: cifar, wordnet or a path "
+                             f"to a JSON mapping ending in .json")
+        _int("wordnet_k", self.wordnet_k, 2, 99)
+        if (isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 8
+                or (self.depth - 2) % 6):
+            raise ValueError(f"depth: {self.depth!r}; allowed: 6n + 2 with n >= 1 (8, 20, 32, 56, 110)")
+        _int("width", self.width, 1)
+        _int("peers", self.peers, 2)
+        _int("epochs", self.epochs, 1)
+        _int("batch_size", self.batch_size, 2)
+        _int("eval_batch_size", self.eval_batch_size, 1)
+        _int("max_steps_per_epoch", self.max_steps_per_epoch, 0)
+        _int("synthetic_train_per_class", self.synthetic_train_per_class, 1)
+        _int("synthetic_test_per_class", self.synthetic_test_per_class, 1)
+        _int("threads", self.threads, 0)
+        _int("seed", self.seed, 0)
+        _int("synthetic_seed", self.synthetic_seed, 0)
+        for name in ("alpha", "same_alpha", "diff_alpha", "lr", "temperature", "gamma"):
+            _positive(name, getattr(self, name))
+        for name in ("same_ratio", "diff_ratio", "momentum"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: {value!r}; allowed: a number in [0, 1]")
+        if (isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float))
+                or not math.isfinite(self.weight_decay) or self.weight_decay < 0):
+            raise ValueError(f"weight_decay: {self.weight_decay!r}; allowed: a number >= 0")
+        ms = self.milestones
+        if (not isinstance(ms, (tuple, list))
+                or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in ms)
+                or list(ms) != sorted(set(ms))):
+            raise ValueError(f"milestones: {self.milestones!r}; allowed: increasing epochs >= 1")
+        return self
+
+
+def _choice(name: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def _int(name: str, value, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}: {value!r}; allowed: an integer {span}")
+
+
+def _positive(name: str, value) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            or not math.isfinite(value)):
+        raise ValueError(f"{name}: {value!r}; allowed: a positive finite number")
+
+
+#: Named presets: overrides of the paper defaults.
+PROFILES: dict[str, dict] = {
+    # Table 1's protocol: ResNet-32 x 2, CIFAR-100, 200 epochs, batch 64.
+    "paper": {},
+    # Seconds on a CPU: a tiny ResNet-8 on a small synthetic split.
+    "smoke": dict(data="synthetic", depth=8, width=8, epochs=3, batch_size=64, lr=0.05,
+                  milestones=(2,), synthetic_train_per_class=40, synthetic_test_per_class=10,
+                  eval_batch_size=500),
+    # A few minutes on a CPU: ResNet-8 on a larger synthetic split.
+    "demo": dict(data="synthetic", depth=8, width=16, epochs=8, batch_size=64, lr=0.05,
+                 milestones=(5, 7), synthetic_train_per_class=100, synthetic_test_per_class=20,
+                 eval_batch_size=500),
+}
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Config))
+
+
+def make_config(profile: str = "paper", **overrides) -> Config:
+    """The named profile with ``overrides`` applied, validated."""
+    _choice("profile", profile, tuple(PROFILES))
+    unknown = sorted(set(overrides) - set(field_names()))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a config field; allowed: {', '.join(field_names())}")
+    values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(values.get("milestones"), list):
+        values["milestones"] = tuple(values["milestones"])
+    values["profile"] = profile
+    return Config(**values).validate()
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a config saved with :meth:`Config.to_dict` (for resuming runs)."""
+    unknown = sorted(set(d) - set(field_names()))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a config field; allowed: {', '.join(field_names())}")
+    d = dict(d)
+    if isinstance(d.get("milestones"), list):
+        d["milestones"] = tuple(d["milestones"])
+    return Config(**d).validate()

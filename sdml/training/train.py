@@ -1,0 +1,264 @@
+"""Deep Mutual Learning with superclass-aware mixup: one explicit training function.
+
+:func:`train` runs (or resumes) a run folder; :func:`train_one_epoch` and :func:`evaluate` return
+dicts of metrics and never plot.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from sdml.training import runs
+from sdml.training.config import Config
+from sdml.training.step import Stepper, plan_epoch
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency; keep the library importable
+    tqdm = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for a missing device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' asked for but no CUDA device is available; allowed here: auto, cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device: 'mps' asked for but MPS is not available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def resolve_fuse(fuse: str, device: torch.device) -> str:
+    """``auto``: grouped convolutions on CUDA (one launch for all peers), a loop on the CPU."""
+    if fuse != "auto":
+        return fuse
+    return "grouped" if device.type == "cuda" else "loop"
+
+
+def stream_seed(seed: int, *keys) -> int:
+    """A 63-bit seed derived from the run seed and keys; epochs get independent streams."""
+    digest = hashlib.sha256(repr((seed, *keys)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def lr_schedule(cfg: Config) -> list[float]:
+    """Learning rate of each epoch: lr * gamma^(number of milestones passed)."""
+    return [cfg.lr * cfg.gamma ** sum(e >= m for m in cfg.milestones) for e in range(cfg.epochs)]
+
+
+def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str):
+    """K peers with weights drawn from the run seed, without touching global random state."""
+    from sdml.models.peers import build_peers
+
+    gen = torch.Generator().manual_seed(stream_seed(cfg.seed, "init"))
+    model = build_peers(cfg.peers, fuse=fuse, generator=gen, depth=cfg.depth,
+                        num_classes=num_classes, width=cfg.width, shortcut=cfg.shortcut)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum over all peers' parameters (SGD is per element, so one
+    optimiser over K peers equals K optimisers). A tensor lr lets a compiled step follow the
+    schedule without recompiling."""
+    device = next(model.parameters()).device
+    lr = torch.tensor(cfg.lr, device=device) if tensor_lr else cfg.lr
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+                           nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, tensor: bool = False) -> None:
+    """Set every group's lr; ``tensor`` keeps it a device tensor, updated in place, so that a
+    compiled ``optimizer.step`` follows the schedule without recompiling (a run resumed with
+    ``compile`` switched gets the lr type its step wants)."""
+    for group in optimizer.param_groups:
+        if not tensor:
+            group["lr"] = float(lr)
+        elif isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = torch.tensor(float(lr), device=group["params"][0].device)
+
+
+def check_finite(row: dict, where: str, epoch: int) -> None:
+    """Stop on a non-finite training or test loss, before anything of this epoch is saved (the
+    test loss also catches weights broken by the epoch's last update)."""
+    values = list(row["train_loss"]) + list(row["test_loss"])
+    if not all(math.isfinite(v) for v in values):
+        raise FloatingPointError(
+            f"non-finite loss in epoch {epoch + 1} (train {row['train_loss']}, test "
+            f"{row['test_loss']}); the run stopped and {where} still holds epoch {epoch} "
+            f"(try a lower --lr)")
+
+
+def steps_per_epoch(cfg: Config, n_train: int) -> int:
+    """Full batches per epoch (the last incomplete batch is dropped), capped by the config."""
+    steps = n_train // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the train split "
+                         f"({n_train} samples); allowed: 2..{n_train}")
+    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+
+
+def use_compile(cfg: Config, device: torch.device) -> bool:
+    """``auto`` compiles on CUDA only: on a few CPU cores compiling does not pay off."""
+    return cfg.compile in ("on", "graphs") or (cfg.compile == "auto" and device.type == "cuda")
+
+
+def use_graphs(cfg: Config) -> bool:
+    """``graphs`` also replays the compiled step as CUDA graphs (``mode="reduce-overhead"``);
+    on a CPU inductor skips the graphs and the step runs compiled as with ``on``."""
+    return cfg.compile == "graphs"
+
+
+def train_one_epoch(stepper: Stepper, data, cfg: Config, superclass_of: torch.Tensor, epoch: int,
+                    mix_params: dict, progress: bool = False) -> dict:
+    """One pass over the train split; returns the epoch's mean losses and mixing statistics."""
+    device = data.train_x.device
+    gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", epoch))
+    steps = steps_per_epoch(cfg, data.train_x.shape[0])
+    # draw the epoch: order, partners, ratios, crops (one sampler call, no per-step sync)
+    plan = plan_epoch(data.train_y, cfg.batch_size, steps, cfg.method, superclass_of, gen,
+                      mix_params, augment=cfg.augment)
+    stepper.model.train()
+    loss_sum = torch.zeros(cfg.peers, dtype=torch.float64, device=device)  # stays on the device
+    same_sum = torch.zeros((), dtype=torch.float64, device=device)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not progress) if tqdm is not None else None
+    t0 = time.perf_counter()
+    for i in range(steps):
+        losses, y, y_partner = stepper(plan, i)
+        loss_sum += losses.double()
+        same_sum += (superclass_of[y] == superclass_of[y_partner]).double().mean()
+        if bar is not None:
+            bar.update(1)
+    peer_loss = (loss_sum / steps).tolist()  # the epoch's one host sync
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return {"train_loss": peer_loss, "train_loss_total": sum(peer_loss),
+            "same_superclass_share": same_sum.item() / steps, "mean_lam": plan.lam.mean().item(),
+            "steps": steps, "train_seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds}
+
+
+@torch.no_grad()
+def predict(model, data, batch_size: int, device: torch.device) -> torch.Tensor:
+    """(K, N, C) float32 test probabilities of every peer."""
+    from sdml.data.batches import eval_batches
+
+    model.eval()
+    out = []
+    for x, _, _ in eval_batches(data, batch_size):
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        out.append(torch.softmax(logits.float(), dim=-1))
+    return torch.cat(out, dim=1)
+
+
+def evaluate(probs: torch.Tensor, y: torch.Tensor, superclass_of: torch.Tensor) -> dict:
+    """Top-1 of each peer and of their averaged prediction, fine and superclass; test NLL.
+
+    Args:
+        probs: (K, N, C) probabilities; y: (N,) fine labels; superclass_of: (C,) ids.
+    """
+    sc = superclass_of.to(y.device)
+    ens = probs.mean(0)  # (N, C) the peers' ensemble: averaged probabilities
+    pred = probs.argmax(-1)  # (K, N)
+    nll = -torch.log(probs.gather(-1, y.expand(probs.shape[0], -1).unsqueeze(-1)).clamp_min(1e-12))
+    return {
+        "test_acc": (pred == y).float().mean(1).mul(100).tolist(),
+        "ensemble_acc": (ens.argmax(-1) == y).float().mean().mul(100).item(),
+        "superclass_acc": (sc[pred] == sc[y]).float().mean(1).mul(100).tolist(),
+        "ensemble_superclass_acc": (sc[ens.argmax(-1)] == sc[y]).float().mean().mul(100).item(),
+        "test_loss": nll.squeeze(-1).mean(1).tolist(),
+    }
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          log=print, on_epoch=None) -> list[dict]:
+    """Train (or resume) the run in ``run_dir``; returns all metric rows of the run.
+
+    ``log`` receives one summary line per epoch; ``on_epoch``, if given, each epoch's metric row
+    once it is saved (notebooks use it to redraw learning curves).
+
+    Writes ``config.json``, appends to ``metrics.jsonl`` and checkpoints atomically after every
+    epoch; a non-finite loss stops the run with ``FloatingPointError`` and keeps the last good
+    checkpoint.
+    """
+    from sdml.data.batches import to_device
+    from sdml.data.load import dataset_for
+    from sdml.hierarchy.resolve import resolve_superclasses
+    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
+
+    run_dir = Path(run_dir)
+    cfg.validate()
+    device = resolve_device(cfg.device)  # fail before touching the run folder
+    # setup: superclasses, data and mixing parameters (all validated before the folder is used)
+    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
+    mix_params = resolve_mix_params(cfg)
+    arrays = dataset_for(cfg)
+    steps_per_epoch(cfg, len(arrays.train_y))  # a batch larger than the data fails here, early
+    cfg, first_epoch = runs.start(run_dir, cfg, resume, extra={"superclasses": sc.to_json()})
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    fuse = resolve_fuse(cfg.fuse, device)
+    data = to_device(arrays, device)
+    superclass_of = sc.of.to(device)
+    cifar_of = cifar_superclass_of().to(device)
+    model = build_model(cfg, len(arrays.fine_names), device, fuse)
+    compiled = use_compile(cfg, device)
+    optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
+    done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
+    lrs = lr_schedule(cfg)
+    stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
+                      compile=compiled, graphs=use_graphs(cfg))
+    log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
+        f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
+    for epoch in range(done, cfg.epochs):
+        set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
+        # train
+        row = {"epoch": epoch + 1, "lr": lrs[epoch]}
+        row.update(train_one_epoch(stepper, data, cfg, superclass_of, epoch, mix_params, progress))
+        # evaluate on the test split; superclass accuracy uses the dataset's own superclasses
+        probs = predict(model, data, cfg.eval_batch_size, device)
+        row.update(evaluate(probs, data.test_y, cifar_of))
+        check_finite(row, str(run_dir / runs.CHECKPOINT), epoch)
+        # log, then checkpoint (a kill in between is repaired on resume by trimming the log)
+        runs.append_metrics(run_dir, row)
+        runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)
+        log(summary_line(row, cfg.epochs))
+        if on_epoch is not None:
+            on_epoch(row)
+    if done < cfg.epochs or not (run_dir / runs.PREDICTIONS).exists():
+        probs = predict(model, data, cfg.eval_batch_size, device)
+        runs.save_predictions(run_dir, probs, data.test_y, data.test_coarse)
+    return runs.read_metrics(run_dir)
+
+
+def resolve_mix_params(cfg: Config) -> dict:
+    params = cfg.mix_params()
+    if cfg.method == "superclass-soft":
+        from sdml.hierarchy.wordnet import load_similarity, normalised_similarity
+
+        params["similarity"] = normalised_similarity(load_similarity())
+    return params
+
+
+def summary_line(row: dict, epochs: int) -> str:
+    accs = " ".join(f"{a:.2f}" for a in row["test_acc"])
+    losses = " ".join(f"{v:.3f}" for v in row["train_loss"])
+    return (f"epoch {row['epoch']:>3}/{epochs} lr {row['lr']:.4g} loss {losses} | test top-1 {accs} "
+            f"ens {row['ensemble_acc']:.2f} | superclass {row['ensemble_superclass_acc']:.2f} | "
+            f"{row['images_per_s']:.0f} img/s")
