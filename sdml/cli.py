@@ -63,6 +63,9 @@ def add_many_arguments(parser) -> None:
                         help="one run per method (default: the four of Table 1)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="one run per seed and method (default: --seed)")
+    parser.add_argument("--independent", nargs="+", choices=METHODS, default=[], metavar="METHOD",
+                        help="also train these methods with mutual_weight 0 (independent peers, "
+                             "the DML paper's control), in the same fused job")
     parser.add_argument("--out-root", required=True,
                         help="folder of the run folders <method>-<superclasses>-seed<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
@@ -77,7 +80,8 @@ def main_many(args) -> list[list[dict]]:
         raise ValueError(f"method: --method {args.method} is not used by train-many; "
                          f"give the runs' methods with --methods")
     base = config_from_args(args)
-    cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root)
+    cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root,
+                           independent=args.independent)
     return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
 
 

@@ -149,6 +149,9 @@ def superclasses_name(superclasses: str) -> str:
     return superclasses if superclasses in ("cifar", "wordnet") else Path(superclasses).stem
 
 
-def run_name(method: str, superclasses: str, seed: int) -> str:
-    """``<method>-<superclasses>-seed<seed>``, superclasses by :func:`superclasses_name`."""
-    return f"{method}-{superclasses_name(superclasses)}-seed{seed}"
+def run_name(method: str, superclasses: str, seed: int, mutual_weight: float = 1.0) -> str:
+    """``<method>-<superclasses>-seed<seed>``, superclasses by :func:`superclasses_name`; a weight
+    of the mutual term other than DML's 1 adds ``-kl<weight>`` before the seed (``-kl0``: the
+    independent control)."""
+    kl = "" if mutual_weight == 1 else f"-kl{mutual_weight:g}"
+    return f"{method}-{superclasses_name(superclasses)}{kl}-seed{seed}"

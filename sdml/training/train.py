@@ -223,8 +223,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
     lrs = lr_schedule(cfg)
     stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
-                      compile=compiled, graphs=use_graphs(cfg))
-    log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
+                      compile=compiled, graphs=use_graphs(cfg), mutual_weight=cfg.mutual_weight)
+    log(f"[sdml] run {run_dir} | {cfg.method} | {mode_text(cfg.mutual_weight)} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
@@ -254,6 +254,13 @@ def resolve_mix_params(cfg: Config) -> dict:
 
         params["similarity"] = normalised_similarity(load_similarity())
     return params
+
+
+def mode_text(mutual_weight: float) -> str:
+    """How the peers learn: ``DML`` (weight 1), ``independent`` (0) or ``DML, KL weight w``."""
+    if mutual_weight == 0:
+        return "independent"
+    return "DML" if mutual_weight == 1 else f"DML, KL weight {mutual_weight:g}"
 
 
 def summary_line(row: dict, epochs: int) -> str:
