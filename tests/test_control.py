@@ -178,3 +178,44 @@ def test_train_many_command_adds_the_independent_runs(tmp_path):
     assert [c.mutual_weight for c in cfgs] == [1.0, 1.0, 0.0]
     assert math.isclose(cli.config_from_args(parser.parse_args(
         ["--out-root", "x", "--mutual-weight", "0.25"])).mutual_weight, 0.25)
+
+
+# --- notebook 04 and the runner ------------------------------------------------------------------
+
+def test_runner_plans_the_control_runs_alone_and_fused():
+    from sdml.notebooks import params as nbparams
+    from sdml.notebooks.plan import build_plan
+
+    plan = build_plan("smoke", "synthetic", ["none", "mixup"], [0], only=["04", "05"],
+                      runs_root="r", independent=["none"])
+    assert [s.label for s in plan] == ["04_train_dml [none-cifar-seed0]",
+                                       "04_train_dml [mixup-cifar-seed0]",
+                                       "04_train_dml [none-cifar-kl0-seed0]", "05_results"]
+    assert nbparams.train_config(plan[2].params).mutual_weight == 0.0
+    assert plan[-1].params["methods"] == ["none", "mixup"]
+    fused = build_plan("smoke", "synthetic", ["none", "mixup"], [3], only=["04"], runs_root="r",
+                       independent=["superclass-beta"], fuse_runs=True)
+    assert fused[0].label == ("04_train_dml [fused: none-cifar-seed3, mixup-cifar-seed3, "
+                              "superclass-beta-cifar-kl0-seed3]")
+    cfgs, dirs = nbparams.train_plan(fused[0].params)
+    assert [(c.method, c.mutual_weight, c.seed) for c in cfgs] == [
+        ("none", 1.0, 3), ("mixup", 1.0, 3), ("superclass-beta", 0.0, 3)]
+    assert [d.name for d in dirs] == [d.name for d in fused[0].run_dirs]
+
+
+@pytest.mark.parametrize("params, named", [
+    ({"peers": 1}, "peers: 1 is not allowed in notebook 04_train_dml with mutual_weight 1.0"),
+    ({"mutual_weight": -1.0}, "mutual_weight: -1.0 is not allowed"),
+    ({"mutual_weight": float("nan")}, "mutual_weight: nan is not allowed"),
+    ({"independent": ["none"]}, "independent: ['none'] without methods"),
+    ({"independent": ["none"], "methods": ["none"], "mutual_weight": 0.0},
+     "independent: ['none'] with mutual_weight 0"),
+])
+def test_notebook_04_refuses_bad_control_parameters(params, named):
+    from sdml.notebooks import params as nbparams
+
+    with pytest.raises(ValueError) as err:
+        nbparams.validate("04_train_dml", **params)
+    assert str(err.value).startswith(named), str(err.value)
+    one = nbparams.validate("04_train_dml", peers=1, mutual_weight=0.0)
+    assert nbparams.run_dir(one).name == "superclass-beta-cifar-kl0-seed0"

@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=list(TABLE1_METHODS),
                    help=f"notebook 04 runs once per method (default: Table 1's {' '.join(TABLE1_METHODS)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="notebook 04 runs once per seed (default 0)")
+    p.add_argument("--independent", nargs="*", default=[], metavar="METHOD",
+                   help="also train these methods as independent peers (mutual_weight 0, the DML "
+                        "paper's control), once per seed (default: none; make reproduce asks for "
+                        "none and superclass-beta)")
     p.add_argument("--fuse-runs", default="auto", choices=["auto", "on", "off"],
                    help="train the methods of a seed as one fused job in one 04 run (auto: on with a "
                         "CUDA GPU and several methods)")
@@ -118,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         profile = resolve_profile(args.profile)
         data = resolve_data(args.data, profile)
         extra = dict(parse_param(p) for p in args.param)
-        fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods)
+        fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods + args.independent)
         plan = build_plan(profile, data, args.methods, args.seeds, args.only, args.runs_root,
-                          args.figures_root, args.data_dir, extra, fuse_runs)
+                          args.figures_root, args.data_dir, extra, fuse_runs, args.independent)
     except ValueError as err:
         print(f"sdml.notebooks: error: {err}", file=sys.stderr)
         return 2
