@@ -13,7 +13,8 @@ Definitions (N test samples, prediction p_i, true class y_i, superclass s(c) of 
   underflowed to 0 it is taken as 1e-30 inside the logarithm (a bound on what is lost).
 
 The superclass table is the dataset's own, read from the run's test labels and superclass labels
-(:func:`superclass_table`), so that nothing here assumes CIFAR-100.
+(:func:`superclass_table`), so that nothing here assumes CIFAR-100; a class without test samples
+has no known superclass, and a prediction of it counts as a cross-superclass confusion.
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def peer_agreement(probs: torch.Tensor) -> dict:
     log_p = p.clamp_min(TINY).log()  # (K, N, C)
     neg_entropy = (p * log_p).sum(-1)  # (K, N)
     cross = torch.einsum("jnc,knc->jkn", p, log_p)  # (K, K, N): sum_c p_j log p_k
-    kl = (neg_entropy.unsqueeze(1) - cross).mean(-1)  # (K, K): KL(p_j || p_k)
+    kl = (neg_entropy.unsqueeze(1) - cross).mean(-1).clamp_min(0)  # (K, K): KL(p_j || p_k) >= 0
     off = ~torch.eye(k, dtype=torch.bool)
     return {"same_prediction": 100 * sum(same) / len(same), "kl": float(kl[off].mean())}
 
