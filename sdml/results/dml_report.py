@@ -166,3 +166,33 @@ def dml_sections(finished: list[Run]) -> list[str]:
         "agree*: the same predicted class; *peer KL*: the mean KL divergence between the peers' "
         "predicted distributions on the test split (DML's mutual term lowers it).", "",
     ]
+
+
+def confusion_matrices(finished: list[Run]) -> dict[str, dict]:
+    """:func:`sdml.results.confusion.group_confusion_matrix` of every group, by group label."""
+    from sdml.results.confusion import group_confusion_matrix
+
+    return {label: group_confusion_matrix(group) for label, group in groups_of(finished).items()}
+
+
+def behaviour_frame(finished: list[Run]):
+    """:func:`behaviour_rows` as a DataFrame indexed by group."""
+    import pandas as pd
+
+    return pd.DataFrame(behaviour_rows(finished)).set_index("group")
+
+
+def confused_pairs_frame(finished: list[Run], top: int = 10):
+    """The ``top`` most confused class pairs of each group (peers and seeds pooled), with whether
+    the two classes are siblings."""
+    import pandas as pd
+
+    from sdml.results.confusion import most_confused_pairs
+
+    rows = []
+    for label, cm in confusion_matrices(finished).items():
+        names = [cm["names"][i] for i in cm["order"].tolist()]
+        ordered_sc = cm["superclass_of"][cm["order"]]
+        for rank, pair in enumerate(most_confused_pairs(cm["matrix"], ordered_sc, names, top), 1):
+            rows.append({"group": label, "rank": rank, **pair})
+    return pd.DataFrame(rows)
