@@ -120,7 +120,8 @@ def runs_frame(run_list: list[Run]):
 
     return pd.DataFrame([{
         "run": r.label, "method": r.config["method"], "superclasses": superclass_source(r.config),
-        "seed": r.config["seed"], "data": r.config["data"], "profile": r.config["profile"],
+        "seed": r.config["seed"], "mutual weight": mutual_weight(r.config), "data": r.config["data"],
+        "profile": r.config["profile"],
         "epochs done": r.metrics[-1]["epoch"] if r.metrics else 0, "epochs": r.config["epochs"],
         "finished": r.finished,
         "last test top-1 [%]": " / ".join(f"{a:.2f}" for a in r.metrics[-1]["test_acc"]) if r.metrics else "-",

@@ -3,8 +3,9 @@
 R runs of K peers become one ``GroupedPeers(k=K, runs=R)`` network (:mod:`sdml.models.fused`): each run
 mixes its own batch with its own plan, the R batches go in side by side on the channel axis, one
 forward gives (R*K, B, C) logits, each run's DML losses use its own labels, partners, ratios,
-temperature and weight of the mutual term (so independent and mutual runs share a job), and their sum takes one backward and one SGD step (SGD is per element, so one
-optimiser over all runs equals one per run). Every run starts from its own seed's weights and
+temperature and weight of the mutual term (so independent and mutual runs share a job), and
+their sum takes one backward and one SGD step (SGD is per element, so one optimiser over all
+runs equals one per run). Every run starts from its own seed's weights and
 draws its own epoch plans exactly as :func:`sdml.training.train.train` does, so run r of a fused job
 reproduces the single run of its config (up to float rounding).
 
@@ -219,7 +220,8 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     log(f"[sdml] fused job | {r_runs} runs x {k} x ResNet-{cfg.depth} (width {cfg.width}, grouped, "
         f"{r_runs * k} peers) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for d, c in zip(run_dirs, cfgs):
-        log(f"[sdml]   {d} | {c.method} | {mode_text(c.mutual_weight)} | superclasses {c.superclasses} | seed {c.seed}")
+        log(f"[sdml]   {d} | {c.method} | {mode_text(c.mutual_weight)} | superclasses "
+            f"{c.superclasses} | seed {c.seed}")
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train all runs
