@@ -219,3 +219,15 @@ def test_notebook_04_refuses_bad_control_parameters(params, named):
     assert str(err.value).startswith(named), str(err.value)
     one = nbparams.validate("04_train_dml", peers=1, mutual_weight=0.0)
     assert nbparams.run_dir(one).name == "superclass-beta-cifar-kl0-seed0"
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--peers", "1"], "peers: 1 given with mutual_weight 1.0; allowed"),
+    (["--mutual-weight", "-1"], "mutual_weight: -1.0; allowed: a finite number >= 0"),
+    (["--mutual-weight", "inf"], "mutual_weight: inf; allowed"),
+])
+def test_the_command_line_refuses_a_bad_control_in_one_line(tmp_path, capsys, argv, said):
+    assert cli.main(["train", "--profile", "smoke", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sdml train: error: {said}") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
