@@ -231,3 +231,17 @@ def test_the_command_line_refuses_a_bad_control_in_one_line(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert err.startswith(f"sdml train: error: {said}") and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("nb", ["04_train_dml", "05_results"])
+def test_papermill_reads_every_parameter_of_the_notebook(nb):
+    """papermill skips a parameter line it cannot parse (two '=' in it) with a mere warning."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    from sdml.notebooks import params as nbparams
+    from sdml.notebooks.runner import NOTEBOOK_DIR
+
+    cells = nbformat.read(NOTEBOOK_DIR / f"{nb}.ipynb", as_version=4).cells
+    cell = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+    assert {p.name for p in PythonTranslator.inspect(cell)} == set(nbparams.spec(nb))
