@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 
 import torch
-from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 TINY = 1e-30  # the floor of a probability inside log (float32 underflow)
 
@@ -39,9 +38,13 @@ def superclass_table(y: torch.Tensor, coarse: torch.Tensor, num_classes: int) ->
 
 
 def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(C, C) counts, row = true class, column = predicted class (scikit-learn's)."""
-    cm = sk_confusion_matrix(y.numpy(), pred.numpy(), labels=list(range(num_classes)))
-    return torch.from_numpy(cm).long()
+    """(C, C) counts, row = true class, column = predicted class.
+
+    One ``bincount`` of the pair index y * C + pred; scikit-learn's ``confusion_matrix`` gives the
+    same but is not a dependency of the kit, and this keeps the tensors in torch.
+    """
+    idx = y.long() * num_classes + pred.long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def superclass_order(superclass_of: torch.Tensor) -> torch.Tensor:
