@@ -166,7 +166,13 @@ def make_config(profile: str = "paper", **overrides) -> Config:
     if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
     values["profile"] = profile
-    return Config(**values).validate()
+    cfg = Config(**values).validate()
+    if overrides.get("milestones") is not None and any(m > cfg.epochs for m in cfg.milestones):
+        # a profile's own milestones past a shorter --epochs are inert; ones asked for are a slip
+        raise ValueError(f"milestones: {list(cfg.milestones)} goes beyond the last epoch "
+                         f"({cfg.epochs}), so the lr would never drop there; allowed: epochs "
+                         f"1..{cfg.epochs}")
+    return cfg
 
 
 def from_dict(d: dict) -> Config:
