@@ -174,7 +174,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     cfgs = check_job(cfgs, run_dirs)
     run_dirs = [resume_mod.run_folder(d, "run_dirs") for d in run_dirs]
     cfg = cfgs[0]
-    device = resolve_device(cfg.device)  # fail before touching any run folder
+    resolve_device(cfg.device)  # fail before touching any run folder
     # setup: superclasses, mixing parameters and data (all validated before a folder is used)
     scs = [resolve_superclasses(c.superclasses, c.wordnet_k) for c in cfgs]
     mix_params = [resolve_mix_params(c) for c in cfgs]

@@ -140,8 +140,16 @@ def read_metrics_cut(run_dir: Path) -> tuple[list[dict], bool]:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """One line more; a kill or a full disk mid-line leaves a cut last line, which ``--resume``
+    removes (:func:`sdml.io.readback.read_jsonl`)."""
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
