@@ -149,10 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as err:
         if args.debug or os.environ.get("SDML_DEBUG") == "1":
             raise
-        code, message = describe_failure(err, args.command, argv)
+        code, message = describe_failure(err, args.command, argv, started=run_started(args))
         print(f"sdml {args.command}: error: {message}", file=sys.stderr)
         return code
     return 0
+
+
+def run_started(args) -> bool:
+    """Whether the command's run folder (or one of a job's) holds a run that --resume continues."""
+    from pathlib import Path
+
+    if args.command == "train" and str(args.out).strip():
+        return (Path(args.out) / "config.json").is_file()
+    if args.command == "train-many" and str(args.out_root).strip() and Path(args.out_root).is_dir():
+        return any((d / "config.json").is_file() for d in Path(args.out_root).iterdir())
+    return False
 
 
 def _path_option(value, field: str):

@@ -99,13 +99,18 @@ def os_error(err: OSError) -> str:
 
 
 def describe_failure(err: BaseException, command: str, argv: list[str],
-                     prog: str = "python -m sdml") -> tuple[int, str]:
-    """(exit code, one-line message) for an exception that reached a command line."""
-    cont = (f"; continue with: {resume_command(command, argv, prog)}"
-            if command in RESUMABLE_COMMANDS else "")
+                     prog: str = "python -m sdml", started: bool = False) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception that reached a command line.
+
+    ``started``: the command's run folder holds a run, so a crash names the ``--resume``
+    command that continues it (an interrupt always does: a resume of nothing starts afresh).
+    """
+    resumable = command in RESUMABLE_COMMANDS
+    cont = f"; continue with: {resume_command(command, argv, prog)}" if resumable else ""
     if isinstance(err, KeyboardInterrupt):
         kept = " (every finished epoch is checkpointed)" if cont else ""
         return EXIT_INTERRUPTED, f"interrupted{kept}{cont}"
+    cont = cont if started else ""
     if isinstance(err, FolderBusy):
         return EXIT_BUSY, one_line(err)
     if isinstance(err, FloatingPointError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 
@@ -99,14 +101,20 @@ def read_torch(path: str | Path, fix: str, required: tuple[str, ...] = (), map_l
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file; {fix}")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning is not the news
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (OSError, MemoryError) as err:
         if isinstance(err, OSError) and err.errno is not None:
             raise  # a file system error (permissions, I/O), not damage: the caller reports it
         raise DamagedFile(path, f"cannot be read ({_one_line(err)})", fix) from None
-    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on damage
-        raise DamagedFile(path, f"is truncated, damaged or not a torch file ({_one_line(err)})",
-                          fix) from None
+    except pickle.UnpicklingError:
+        raise DamagedFile(path, "is not a torch file of tensors (damaged, or pickled data other "
+                                "than tensors, which is refused and never run)", fix) from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, ... on a cut or damaged file
+        first = str(err).split(". ")[0]  # torch's messages go on with advice about other cases
+        raise DamagedFile(path, f"is truncated, damaged or not a torch file "
+                                f"({_one_line(type(err)(first))})", fix) from None
     if not isinstance(obj, dict):
         raise DamagedFile(path, f"holds a {type(obj).__name__}, not a dict of tensors", fix)
     missing = [k for k in required if k not in obj]

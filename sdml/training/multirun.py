@@ -190,7 +190,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
         held = [d for d, rec in zip(run_dirs, records) if not rec.new]
         if held:  # finish or undo a commit of all runs' checkpoints that a kill interrupted
             settle_checkpoints(held)
-        progress = [None if rec.new else resume_mod.check_progress(d, rec.cfg)
+        progress = [None if rec.new else resume_mod.check_progress(d, rec.cfg, "grouped")
                     for d, rec in zip(run_dirs, records)]
         done_each = [p.done if p else 0 for p in progress]
         if len(set(done_each)) > 1:

@@ -167,11 +167,16 @@ class Progress:
     repair: bool         # the log holds more than that (or a cut line): rewrite it
 
 
-def check_progress(run_dir: Path, cfg: Config) -> Progress:
-    """Where the run stands; the checkpoint and the metrics log must agree."""
+def check_progress(run_dir: Path, cfg: Config, fuse: str | None = None) -> Progress:
+    """Where the run stands; the checkpoint and the metrics log must agree, and the checkpoint
+    must hold peers of the ``fuse`` mode this process trains (when given)."""
     path = run_dir / runs.CHECKPOINT
     state = runs.read_checkpoint(path) if path.exists() else None
     done = state["epoch"] if state else 0
+    if state and fuse is not None and state["fuse"] != fuse:
+        raise ValueError(f"fuse: this run would train {fuse!r} peers but {path} holds "
+                         f"{state['fuse']!r} ones; resume with --fuse {state['fuse']}"
+                         + (" --device cpu" if state["fuse"] == "loop" else ""))
     if done > cfg.epochs:
         raise ValueError(f"epochs: {cfg.epochs} is fewer than the {done} epochs the run in "
                          f"{str(run_dir)!r} has finished; allowed: {done} or more (nothing was "
@@ -179,6 +184,9 @@ def check_progress(run_dir: Path, cfg: Config) -> Progress:
     log = run_dir / runs.METRICS
     rows, cut = runs.read_metrics_cut(run_dir)
     keep = [r for r in rows if r["epoch"] <= done]
+    if done and not log.exists():
+        raise DamagedFile(log, f"is missing but {runs.CHECKPOINT} has finished {done} epochs",
+                          runs.METRICS_FIX)
     if [r["epoch"] for r in keep] != list(range(1, done + 1)):
         raise DamagedFile(log, f"holds the epochs {[r['epoch'] for r in keep]} but "
                                f"{runs.CHECKPOINT} has finished {done}", runs.METRICS_FIX)

@@ -217,7 +217,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     with resume_mod.claimed([run_dir]):  # this process alone, for the run's life
         # check the folder, then write: nothing changes in it unless every check passed
         record = resume_mod.check_record(run_dir, cfg, resume, deps)
-        progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg)
+        fuse = resolve_fuse(record.cfg.fuse, resolve_device(record.cfg.device))
+        progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg, fuse)
         resume_mod.begin(run_dir, record, progress)
         return _train_claimed(record.cfg, run_dir, progress, sc, mix_params, arrays, progress_bar,
                               log, on_epoch)
