@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -275,6 +274,8 @@ CASES = [  # (id, build(world, case) -> argv, exit code, what the message names)
      3, "checkpoint.pt"),
     ("checkpoint past the run", lambda w, c: clone(w, c, checkpoint_edit(lambda s: s.update(epoch=5))),
      2, "epochs"),
+    ("checkpoint of another fuse mode", lambda w, c: clone(w, c, checkpoint_edit(lambda s: s.update(fuse="grouped"))),
+     2, "fuse"),
     ("checkpoint of another shape", lambda w, c: clone(w, c, checkpoint_edit(reshaped_peer)), 3,
      "checkpoint.pt"),
     ("checkpoint with a pickled payload", lambda w, c: clone(w, c, pickled_payload), 3, "checkpoint.pt"),
