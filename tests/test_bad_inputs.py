@@ -380,3 +380,19 @@ def test_runner_finds_a_missing_notebook_before_running_any(tmp_path, monkeypatc
 
 def test_the_table_is_large():
     assert len(CASES) + len(NOTEBOOK_PARAMS) + len(RUNNER) + 1 >= 100
+
+
+def test_a_fused_job_refuses_before_any_folder_is_made_or_changed(world, tmp_path, capsys):
+    from tiny_run import TINY
+
+    orphan_dir = tmp_path / "none-cifar-seed0"
+    orphan_dir.mkdir()
+    (orphan_dir / "checkpoint.pt").write_bytes(b"someone else's")
+    argv = ["train-many", "--out-root", str(tmp_path), "--methods", "none", "mixup", "--epochs", "2",
+            "--data-dir", str(world["data"]), "--fuse", "grouped", *TINY]
+    for extra in ([], ["--resume"]):
+        assert main(argv + extra) == 2
+        line = capsys.readouterr().err.strip()
+        assert "none-cifar-seed0" in line and "no config.json" in line and "\n" not in line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["none-cifar-seed0"]
+        assert (orphan_dir / "checkpoint.pt").read_bytes() == b"someone else's"

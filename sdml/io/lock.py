@@ -66,28 +66,3 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def holders(folders) -> "_Many":
-    """Locks on several folders, taken in a fixed order (no two jobs deadlock), all or none."""
-    return _Many([FolderLock(f) for f in sorted({Path(f).resolve() for f in folders})])
-
-
-class _Many:
-    def __init__(self, locks: list[FolderLock]):
-        self.locks = locks
-
-    def __enter__(self):
-        taken = []
-        try:
-            for lock in self.locks:
-                taken.append(lock.acquire())
-        except BaseException:
-            for lock in reversed(taken):
-                lock.release()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for lock in reversed(self.locks):
-            lock.release()

@@ -190,7 +190,8 @@ def check_progress(run_dir: Path, cfg: Config, fuse: str | None = None) -> Progr
     if [r["epoch"] for r in keep] != list(range(1, done + 1)):
         raise DamagedFile(log, f"holds the epochs {[r['epoch'] for r in keep]} but "
                                f"{runs.CHECKPOINT} has finished {done}", runs.METRICS_FIX)
-    return Progress(done, state, keep, cut or len(keep) != len(rows))
+    unterminated = bool(rows) and not log.read_bytes().endswith(b"\n")  # the next line would join it
+    return Progress(done, state, keep, cut or unterminated or len(keep) != len(rows))
 
 
 # ----------------------------------------------------------------------------- writes
