@@ -170,6 +170,7 @@ OPTIONS = [  # (option, value(s), what the message names)
     ("--depth", "7", "depth"), ("--depth", "0", "depth"), ("--depth", "abc", "--depth"),
     ("--width", "0", "width"), ("--peers", "1", "peers"), ("--peers", "-2", "peers"),
     ("--epochs", "0", "epochs"), ("--epochs", "-1", "epochs"), ("--epochs", "2.5", "--epochs"),
+    ("--epochs", "99999999999", "epochs"),
     ("--epochs", [], "--epochs"), ("--batch-size", "1", "batch_size"),
     ("--batch-size", "100000", "batch_size"), ("--eval-batch-size", "0", "eval_batch_size"),
     ("--max-steps-per-epoch", "-1", "max_steps_per_epoch"), ("--lr", "0", "lr"),

@@ -94,7 +94,7 @@ class Config:
             raise ValueError(f"depth: {self.depth!r}; allowed: 6n + 2 with n >= 1 (8, 20, 32, 56, 110)")
         _int("width", self.width, 1)
         _int("peers", self.peers, 2)
-        _int("epochs", self.epochs, 1)
+        _int("epochs", self.epochs, 1, 100_000)  # a bound, so that a typo cannot fill the memory
         _int("batch_size", self.batch_size, 2)
         _int("eval_batch_size", self.eval_batch_size, 1)
         _int("max_steps_per_epoch", self.max_steps_per_epoch, 0)
