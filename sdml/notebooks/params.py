@@ -44,6 +44,12 @@ def _str(default: str) -> Param:
     return Param(default, lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 
+def _run_name(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and v.strip() == v and v not in ("", ".", "..")
+                 and "/" not in v and "\\" not in v and not v.startswith("~"),
+                 "auto or a folder name (no '/', not '..'), so the run stays under run_root")
+
+
 def _superclasses(default: str) -> Param:
     return Param(default, lambda v: isinstance(v, str) and (v in ("cifar", "wordnet") or v.endswith(".json")),
                  "cifar, wordnet or a path to a JSON mapping ending in .json")
@@ -93,7 +99,7 @@ SPECS: dict[str, dict[str, Param]] = {
         "epochs": _int(0)(0),                          # 0: the profile's
         "device": _one_of(DEVICES)("auto"),
         "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
-        "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
+        "run_name": _run_name("auto"),                 # auto: <method>-<superclasses>-seed<seed>
         "methods": _fused_methods([]),                 # several: one fused job (sdml.training.multirun)
         "mutual_weight": _weight(1.0),                 # weight of the KL term; 0: independent peers
         "independent": _independent([]),               # methods of the job also trained with weight 0

@@ -15,7 +15,6 @@ Definitions used throughout:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +79,10 @@ class Run:
 def load_run(run_dir: str | Path) -> Run:
     """Read ``config.json``, ``metrics.jsonl`` and (when present) ``predictions.pt``."""
     run_dir = Path(run_dir)
-    saved = json.loads((run_dir / runs.CONFIG).read_text())
+    saved = runs.read_record(run_dir)  # a damaged file: one line naming it
     probs = y = coarse = None
     if (run_dir / runs.PREDICTIONS).is_file():
-        pred = torch.load(run_dir / runs.PREDICTIONS, map_location="cpu", weights_only=True)
+        pred = runs.read_predictions(run_dir)
         probs, y, coarse = pred["probs"].float(), pred["y"].long(), pred["coarse"].long()
     names = (saved.get("superclasses") or {}).get("classes")
     return Run(run_dir, saved["config"], saved.get("provenance", {}), runs.read_metrics(run_dir),

@@ -97,7 +97,7 @@ class Config:
             raise ValueError(f"depth: {self.depth!r}; allowed: 6n + 2 with n >= 1 (8, 20, 32, 56, 110)")
         _int("width", self.width, 1)
         _int("peers", self.peers, 1)
-        _int("epochs", self.epochs, 1)
+        _int("epochs", self.epochs, 1, 100_000)  # a bound, so that a typo cannot fill the memory
         _int("batch_size", self.batch_size, 2)
         _int("eval_batch_size", self.eval_batch_size, 1)
         _int("max_steps_per_epoch", self.max_steps_per_epoch, 0)
@@ -170,7 +170,13 @@ def make_config(profile: str = "paper", **overrides) -> Config:
     if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
     values["profile"] = profile
-    return Config(**values).validate()
+    cfg = Config(**values).validate()
+    if overrides.get("milestones") is not None and any(m > cfg.epochs for m in cfg.milestones):
+        # a profile's own milestones past a shorter --epochs are inert; ones asked for are a slip
+        raise ValueError(f"milestones: {list(cfg.milestones)} goes beyond the last epoch "
+                         f"({cfg.epochs}), so the lr would never drop there; allowed: epochs "
+                         f"1..{cfg.epochs}")
+    return cfg
 
 
 def from_dict(d: dict) -> Config:

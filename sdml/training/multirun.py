@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.data.batches import crop_flip, normalize
 from sdml.training.config import Config
@@ -173,35 +174,47 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     for ``cfgs[r]`` (with ``fuse="grouped"``). A non-finite loss in any run stops the job with
     ``FloatingPointError``; every run keeps its last committed checkpoint.
     """
-    from sdml.data.batches import to_device
     from sdml.data.load import dataset_for
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
 
-    cfgs, run_dirs = check_job(cfgs, run_dirs), [Path(d) for d in run_dirs]
+    progress_bar = progress
+    cfgs = check_job(cfgs, run_dirs)
+    run_dirs = [resume_mod.run_folder(d, "run_dirs") for d in run_dirs]
     cfg = cfgs[0]
-    device = resolve_device(cfg.device)  # fail before touching any run folder
+    resolve_device(cfg.device)  # fail before touching any run folder
     # setup: superclasses, mixing parameters and data (all validated before a folder is used)
     scs = [resolve_superclasses(c.superclasses, c.wordnet_k) for c in cfgs]
     mix_params = [resolve_mix_params(c) for c in cfgs]
     arrays = dataset_for(cfgs[0])
     steps_per_epoch(cfgs[0], len(arrays.train_y))  # a batch larger than the data fails here, early
-    # run folders: refuse before any is touched; finish or undo a commit a kill interrupted
-    held = [d for d in run_dirs if (d / runs.CONFIG).exists()]
-    if held and not resume:
-        raise ValueError(f"out: {str(held[0])!r} already holds a run; pass --resume to continue "
-                         f"the job, or choose other folders")
-    if held:
-        settle_checkpoints(held)
-    done_each = [runs.load_checkpoint_epoch(d) if d in held else 0 for d in run_dirs]
-    if len(set(done_each)) > 1:
-        raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
-                         f"resumes runs at the same epoch (resume the others alone first)")
-    names = [d.name for d in run_dirs]
-    started = [runs.start(d, c, resume, extra={"superclasses": sc.to_json(),
-                                               "fused_job": {"runs": names, "index": r}})
-               for r, (d, c, sc) in enumerate(zip(run_dirs, cfgs, scs))]
-    cfgs = [c for c, _ in started]
+    identity = resume_mod.dataset_identity(cfg.data, arrays)
+    deps_each = [resume_mod.depends(sc, identity) for sc in scs]
+    with resume_mod.claimed(run_dirs):  # this job alone holds its folders, for its life
+        # check every folder before any is written
+        names = [d.name for d in run_dirs]
+        records = [resume_mod.check_record(d, c, resume, {**dep, "fused_job": {"runs": names, "index": r}})
+                   for r, (d, c, dep) in enumerate(zip(run_dirs, cfgs, deps_each))]
+        held = [d for d, rec in zip(run_dirs, records) if not rec.new]
+        if held:  # finish or undo a commit of all runs' checkpoints that a kill interrupted
+            settle_checkpoints(held)
+        progress = [None if rec.new else resume_mod.check_progress(d, rec.cfg, "grouped")
+                    for d, rec in zip(run_dirs, records)]
+        done_each = [p.done if p else 0 for p in progress]
+        if len(set(done_each)) > 1:
+            raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
+                             f"resumes runs at the same epoch (resume the others alone first)")
+        for d, rec, prog in zip(run_dirs, records, progress):
+            resume_mod.begin(d, rec, prog)
+        return _train_job([rec.cfg for rec in records], run_dirs, progress, scs, mix_params,
+                          arrays, progress_bar, log, on_epoch)
+
+
+def _train_job(cfgs, run_dirs, progress, scs, mix_params, arrays, progress_bar, log,
+               on_epoch) -> list[list[dict]]:
+    """:func:`train_many` once its folders are claimed and checked."""
+    from sdml.data.batches import to_device
+    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
+
     cfg, device = cfgs[0], resolve_device(cfgs[0].device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -212,7 +225,9 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     model = build_job_model(cfgs, num_classes, device)
     compiled = use_compile(cfg, device)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
-    done = load_runs(run_dirs, model, optimizer, device) if done_each[0] else 0
+    done = 0
+    if progress[0] is not None and progress[0].done:
+        done = load_runs(run_dirs, model, optimizer, device, states=[p.state for p in progress])
     lrs = lr_schedule(cfg)
     stepper = FusedStepper(model, optimizer, data, [c.temperature for c in cfgs],
                            use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg),
@@ -226,7 +241,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train all runs
         rows = [{"epoch": epoch + 1, "lr": lrs[epoch], **metrics} for metrics in
-                train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress)]
+                train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress_bar)]
         # evaluate: every run sees the same test images
         probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)  # (R*K, N, C)
         for row, p in zip(rows, probs.unflatten(0, (r_runs, k))):
