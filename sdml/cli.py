@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import re
 import sys
 from dataclasses import fields
@@ -46,7 +47,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=None,
                                 help=f"{helps.get(f.name, '')} (paper: {' '.join(map(str, default))})")
             continue
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+        bare = dict(nargs="?", const=True) if kind is _parse_bool else {}  # `--ddp` = `--ddp true`
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, **bare,
                             help=f"{helps.get(f.name, '')} (paper: {default})")
 
 
@@ -67,17 +69,34 @@ def add_many_arguments(parser) -> None:
                         help="folder of the run folders <method>-<superclasses>-seed<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
+    parser.add_argument("--summary-wait", type=float, default=3600.0,
+                        help="under torchrun: seconds rank 0 waits, after its own runs, for the "
+                             "other ranks before it reports the job")
 
 
-def main_many(args) -> list[list[dict]]:
-    """``python -m sdml train-many``: the config options give every run's base config."""
+def main_many(args):
+    """``python -m sdml train-many``: the config options give every run's base config. Under
+    torchrun the runs are spread over the ranks (returns the job's summary), else trained as one
+    fused job (returns each run's metric rows)."""
+    from sdml.training.distributed import torchrun_env
     from sdml.training.multirun import plan_many, train_many
 
     if getattr(args, "method", None) is not None:
         raise ValueError(f"method: --method {args.method} is not used by train-many; "
                          f"give the runs' methods with --methods")
     base = config_from_args(args)
+    if base.ddp:
+        raise ValueError("ddp: train-many trains whole runs (under torchrun: spread over the "
+                         "ranks); data-parallel training of one run is `sdml train --ddp`")
     cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root)
+    env = torchrun_env()
+    if env is not None:
+        from sdml.training.spread import spread_many
+
+        if not args.summary_wait >= 0:
+            raise ValueError(f"summary_wait: {args.summary_wait}; allowed: seconds >= 0")
+        return spread_many(cfgs, dirs, args.out_root, env, resume=args.resume,
+                           progress=not args.no_progress, wait_s=args.summary_wait)
     return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
 
 
@@ -127,9 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             from sdml.training.train import train
 
             cfg = config_from_args(args)
-            train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+            if cfg.ddp:
+                from sdml.training.ddp import train_ddp
+
+                train_ddp(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+            else:
+                train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
         elif args.command == "train-many":
-            main_many(args)
+            done = main_many(args)
+            if not getattr(done, "ok", True):  # a run of a job spread over ranks did not finish
+                return 1
         elif args.command == "bench":
             from sdml.training.bench import bench_step
 
@@ -160,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{cfg.data}: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
                   f"of {len(arrays.fine_names)} classes in {cfg.data_dir}")
     except (ValueError, FileNotFoundError) as err:
-        print(f"sdml {args.command}: error: {err}", file=sys.stderr)
+        from sdml.training.distributed import SharedError
+
+        if not isinstance(err, SharedError) or os.environ.get("RANK", "0") == "0":
+            print(f"sdml {args.command}: error: {err}", file=sys.stderr)  # once per job
         return 2
     return 0
