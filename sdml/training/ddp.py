@@ -187,7 +187,7 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
         # running BatchNorm statistics stay per rank (no broadcast per step): only rank 0's are
         # used, to evaluate and to checkpoint
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                            else None, broadcast_buffers=False)
+                                            else None, forward_sync_buffers=False)
         stepper = DDPStepper(ddp_model, optimizer, data, cfg.temperature,
                              use_amp=device.type == "cuda", compile=compiled, env=env)
         lrs = lr_schedule(cfg)
