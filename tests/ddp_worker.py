@@ -64,12 +64,12 @@ def main(cfg_path: str, out: str) -> None:
     dist.destroy_process_group()
     if env.is_main:
         torch.save(result, Path(out) / "steps.pt")
-    # a data-parallel run cut after epoch 1 and resumed on the same world size
+    # a data-parallel run, and the same run cut after epoch 1 and resumed on the same world size
     quiet = dict(progress=False, log=lambda *_: None, env=env)
-    one = from_dict({**cfg.to_dict(), "ddp": True, "epochs": 1})
-    train_ddp(one, Path(out) / "resumed", **quiet)
-    train_ddp(from_dict({**one.to_dict(), "epochs": cfg.epochs}), Path(out) / "resumed",
-              resume=True, **quiet)
+    full = from_dict({**cfg.to_dict(), "ddp": True})
+    train_ddp(full, Path(out) / "full", **quiet)
+    train_ddp(from_dict({**full.to_dict(), "epochs": 1}), Path(out) / "resumed", **quiet)
+    train_ddp(full, Path(out) / "resumed", resume=True, **quiet)
 
 
 if __name__ == "__main__":

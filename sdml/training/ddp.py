@@ -28,8 +28,8 @@ from sdml.method.losses import dml_losses
 from sdml.method.mixup import mix_images
 from sdml.training import runs
 from sdml.training.config import Config, from_dict
-from sdml.training.distributed import (RankEnv, init_group, leave_group, rank_device,
-                                       require_torchrun, SharedError)
+from sdml.training.distributed import (RankEnv, agree, init_group, leave_group, rank_device,
+                                       require_torchrun)
 from sdml.training.step import Stepper
 
 
@@ -107,25 +107,24 @@ def check_world_size(run_dir: Path, world_size: int) -> None:
 
 def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, extra: dict
             ) -> tuple[Config, int]:
-    """Rank 0 gets the data and prepares the run folder; every rank learns the config and first
-    epoch, or raises rank 0's one-line error."""
+    """Rank 0 prepares the run folder and the first rank of each node gets the data; every
+    rank learns the config and first epoch, or raises the same one-line error."""
     import torch.distributed as dist
 
     from sdml.data.load import dataset_for
 
     error, box = None, [None]
-    if env.is_main:
-        try:
-            dataset_for(cfg)  # a download or generation, once, before the other ranks read it
+    try:
+        if env.local_rank == 0:
+            dataset_for(cfg)  # once per node, before its other ranks read it
+        if env.is_main:
             if resume:
                 check_world_size(run_dir, env.world_size)
             cfg, first = runs.start(run_dir, cfg, resume, extra=extra)
             box = [(cfg.to_dict(), first)]
-        except (ValueError, FileNotFoundError) as err:
-            error = str(err)
-    error = verdict(error)
-    if error is not None:
-        raise SharedError(error)
+    except (ValueError, FileNotFoundError) as err:
+        error = str(err)
+    agree(error)
     dist.broadcast_object_list(box, src=0)
     return from_dict(box[0][0]), box[0][1]
 

@@ -119,12 +119,14 @@ def leave_group() -> None:
         dist.destroy_process_group()
 
 
-def agree(error: str | None, src: int = 0) -> None:
-    """Every rank learns rank ``src``'s verdict; an error becomes a :class:`SharedError` on all
-    ranks (printed once), so that no rank goes on alone or waits for one that stopped."""
+def agree(error: str | None) -> None:
+    """Every rank learns every rank's verdict; an error becomes a :class:`SharedError` on all
+    ranks (the first rank's, printed once), so that no rank goes on alone or waits for one that
+    stopped."""
     import torch.distributed as dist
 
-    box = [error]
-    dist.broadcast_object_list(box, src=src)
-    if box[0] is not None:
-        raise SharedError(box[0])
+    errors = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    found = [e for e in errors if e is not None]
+    if found:
+        raise SharedError(found[0])

@@ -65,23 +65,25 @@ def check_folders(cfgs: list[Config], run_dirs: list[Path], resume: bool) -> Non
 
 def start_job(cfgs: list[Config], run_dirs: list[Path], status_dir: Path, env: RankEnv,
               resume: bool) -> None:
-    """Rank 0 checks the folders, fetches the data once and clears old status files; every rank
-    then goes on, or every rank raises the same one-line error."""
+    """Rank 0 checks the folders and clears old status files, the first rank of each node
+    fetches the data (once per node, not once per rank); every rank then goes on, or every
+    rank raises the same one-line error."""
     from sdml.data.load import dataset_for
 
     init_group(rank_device("cpu", env.local_rank))  # gloo: a few words over TCP, then gone
     try:
         error = None
-        if env.is_main:
-            try:
+        try:
+            if env.is_main:
                 check_folders(cfgs, run_dirs, resume)
-                dataset_for(cfgs[0])  # download or generate here, not on every rank at once
                 status_dir.mkdir(parents=True, exist_ok=True)
                 for old in status_dir.glob("rank*.json"):
                     old.unlink()
-            except (ValueError, FileNotFoundError) as err:
-                error = str(err)
-        agree(error)  # raises the same error on every rank, rank 0 included
+            if env.local_rank == 0:
+                dataset_for(cfgs[0])  # a download or generation, written atomically
+        except (ValueError, FileNotFoundError) as err:
+            error = str(err)
+        agree(error)  # raises the same error on every rank
     finally:
         leave_group()
 
