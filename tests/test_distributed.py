@@ -119,6 +119,34 @@ def test_ddp_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
 
 # ----------------------------------------------------------------------------- runs over ranks
 
+def test_rank_0_reports_failed_runs_and_silent_ranks(tmp_path):
+    from sdml.training import spread
+    from sdml.training.distributed import RankEnv
+
+    cfgs = [tiny(tmp_path, method=m) for m in METHODS[:3]]
+    dirs = [tmp_path / runs.run_name(c.method, "cifar", 0) for c in cfgs]
+    for d, epochs in zip(dirs, (2, 1, 1)):  # run 0 finished; runs 1 and 2 stopped at epoch 1
+        d.mkdir()
+        (d / runs.CONFIG).write_text("{}")
+        for e in range(1, epochs + 1):
+            runs.append_metrics(d, {"epoch": e, "test_acc": [10.0, 20.0], "ensemble_acc": 30.0})
+    (dirs[0] / runs.PREDICTIONS).write_bytes(b"")
+    status = tmp_path / spread.STATUS_DIR
+    status.mkdir()
+    (status / "rank0.json").write_text(json.dumps({"rank": 0, "runs": [
+        {"run": dirs[0].name, "state": "done"},
+        {"run": dirs[2].name, "state": "failed", "error": "non-finite loss in epoch 2"}]}))
+    reports = spread.wait_for_ranks(status, [0, 1], wait_s=0)  # rank 1 never reports
+    assert list(reports) == [0]
+    summary = spread.summarise(cfgs, dirs, RankEnv(0, 2, 0, 0), reports)
+    assert not summary.ok
+    assert summary.lines == [
+        f"{dirs[0].name}: rank 0 | done | epoch 2/2 | test top-1 10.00 20.00 ens 30.00",
+        f"{dirs[1].name}: rank 1 | rank 1 did not report | epoch 1/2 | test top-1 10.00 20.00 ens 30.00",
+        f"{dirs[2].name}: rank 0 | failed: non-finite loss in epoch 2 | epoch 1/2 | test top-1 "
+        f"10.00 20.00 ens 30.00"]
+
+
 def test_runs_spread_over_ranks_equal_single_runs_and_resume_after_a_crash(tmp_path):
     data = tmp_path / "data"
     ref = tmp_path / "ref"
