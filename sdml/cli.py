@@ -145,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from sdml.training.train import train
 
+            from sdml.training.distributed import torchrun_env
+
             cfg = config_from_args(args)
+            env = torchrun_env()
+            if env is not None and env.world_size > 1 and not cfg.ddp:
+                raise ValueError(f"ddp: false under torchrun with {env.world_size} ranks, which "
+                                 f"would all train this run into one folder; pass --ddp, or "
+                                 f"spread several runs with train-many")
             if cfg.ddp:
                 from sdml.training.ddp import train_ddp
 

@@ -112,6 +112,8 @@ def test_ddp_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert cli.main([*argv, "--sync-bn"]) == 2  # SyncBatchNorm wants CUDA
     assert "sync_bn: true on cpu" in capsys.readouterr().err
+    assert cli.main([a for a in argv if a != "--ddp"]) == 2  # 2 ranks, one folder, no --ddp
+    assert "ddp: false under torchrun with 2 ranks" in capsys.readouterr().err
     assert cli.main(["train-many", *options(tmp_path / "data"), "--ddp", "--out-root",
                      str(tmp_path / "job")]) == 2
     assert "ddp: train-many trains whole runs" in capsys.readouterr().err
