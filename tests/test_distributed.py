@@ -94,6 +94,14 @@ def test_torchrun_env_is_read_or_refused():
         torchrun_env({"RANK": "0", "WORLD_SIZE": "two", "LOCAL_RANK": "0"})
 
 
+def test_config_fields_ddp_and_sync_bn_are_validated():
+    assert make_config("smoke", ddp=True, sync_bn=True).sync_bn
+    with pytest.raises(ValueError, match="^ddp: 'yes'; allowed: true, false$"):
+        make_config("smoke", ddp="yes")
+    with pytest.raises(ValueError, match="^sync_bn: true without ddp"):
+        make_config("smoke", sync_bn=True)
+
+
 def test_ddp_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
