@@ -59,9 +59,8 @@ def main(cfg_path: str, out: str) -> None:
     torch.set_num_threads(1)
     env = torchrun_env()
     cfg = from_dict(json.loads(Path(cfg_path).read_text()))
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo")  # once: train_ddp below uses this group and keeps it
     result = {mode: steps(cfg, mode == "bn_train", env) for mode in ("bn_eval", "bn_train")}
-    dist.destroy_process_group()
     if env.is_main:
         torch.save(result, Path(out) / "steps.pt")
     # a data-parallel run, and the same run cut after epoch 1 and resumed on the same world size
@@ -70,6 +69,7 @@ def main(cfg_path: str, out: str) -> None:
     train_ddp(full, Path(out) / "full", **quiet)
     train_ddp(from_dict({**full.to_dict(), "epochs": 1}), Path(out) / "resumed", **quiet)
     train_ddp(full, Path(out) / "resumed", resume=True, **quiet)
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

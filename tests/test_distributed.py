@@ -205,13 +205,17 @@ def test_ddp_step_equals_the_single_process_step(tmp_path):
     gaps = {}
     for mode in ("bn_eval", "bn_train"):
         single = steps(cfg, bn_train=mode == "bn_train")
-        gaps[mode] = max(max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-                         for a, b in zip(got[mode]["peers"], single["peers"]))
+        gaps[mode] = max(max((a[k] - b[k]).abs().max().item() for k in a if k.endswith(
+            ("weight", "bias"))) for a, b in zip(got[mode]["peers"], single["peers"]))
+        gaps[mode + "_stats"] = max(max((a[k] - b[k]).abs().max().item() for k in a if "running"
+                                        in k) for a, b in zip(got[mode]["peers"], single["peers"]))
         gaps[mode + "_loss"] = (got[mode]["losses"] - single["losses"]).abs().max().item()
-    print(f"max |DDP - single| after 2 steps: weights {gaps['bn_eval']:.2e} (BatchNorm eval), "
-          f"{gaps['bn_train']:.2e} (BatchNorm per rank); losses {gaps['bn_eval_loss']:.2e}, "
-          f"{gaps['bn_train_loss']:.2e}")
+    print(f"max |DDP - single| after 2 steps, BatchNorm eval / per rank: weights "
+          f"{gaps['bn_eval']:.2e} / {gaps['bn_train']:.2e}, losses {gaps['bn_eval_loss']:.2e} / "
+          f"{gaps['bn_train_loss']:.2e}, rank 0's running statistics {gaps['bn_eval_stats']:.2e} / "
+          f"{gaps['bn_train_stats']:.2e}")
     assert gaps["bn_eval"] < 1e-6 and gaps["bn_eval_loss"] < 1e-5  # float rounding
+    assert gaps["bn_eval_stats"] == 0  # eval mode: the running statistics never moved
     assert gaps["bn_train"] > 1e-4  # the split batch's statistics change the step
     # only rank 0 wrote the run: one metrics line per epoch, the world size recorded
     record = json.loads((tmp_path / "full" / runs.CONFIG).read_text())

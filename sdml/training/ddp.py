@@ -163,7 +163,7 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     mix_params = resolve_mix_params(cfg)
     main = env.is_main
     log = log if main else (lambda *_: None)
-    init_group(device)
+    created = init_group(device)
     try:
         # setup: rank 0 fetches the data and prepares the folder; then every rank reads the data
         cfg, first_epoch = prepare(cfg, run_dir, resume, env,
@@ -221,4 +221,4 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
         verdict(None)  # no rank leaves before rank 0 has written the predictions
         return runs.read_metrics(run_dir) if main else []
     finally:
-        leave_group()
+        leave_group(created)

@@ -101,21 +101,28 @@ def rank_device(device_name: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def init_group(device: torch.device, timeout_s: float = 1800.0) -> None:
-    """Join torchrun's process group (``env://``): NCCL between GPUs, gloo on the CPU."""
+def init_group(device: torch.device, timeout_s: float = 1800.0) -> bool:
+    """Join torchrun's process group (``env://``): NCCL between GPUs, gloo on the CPU.
+
+    Returns whether this call created it (False: the caller's group is used, and kept), for
+    :func:`leave_group`. A process should create the group once: creating it again after
+    destroying it, under one torchrun store, hung at times on the CPU (gloo).
+    """
     import torch.distributed as dist
 
     if dist.is_initialized():
-        return
+        return False
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
+    return True
 
 
-def leave_group() -> None:
+def leave_group(created: bool = True) -> None:
+    """Destroy the process group if :func:`init_group` created it."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if created and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -70,7 +70,7 @@ def start_job(cfgs: list[Config], run_dirs: list[Path], status_dir: Path, env: R
     rank raises the same one-line error."""
     from sdml.data.load import dataset_for
 
-    init_group(rank_device("cpu", env.local_rank))  # gloo: a few words over TCP, then gone
+    created = init_group(rank_device("cpu", env.local_rank))  # gloo: a few words, then gone
     try:
         error = None
         try:
@@ -85,7 +85,7 @@ def start_job(cfgs: list[Config], run_dirs: list[Path], status_dir: Path, env: R
             error = str(err)
         agree(error)  # raises the same error on every rank
     finally:
-        leave_group()
+        leave_group(created)
 
 
 def train_share(cfgs: list[Config], run_dirs: list[Path], env: RankEnv, resume: bool,
