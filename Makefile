@@ -4,6 +4,7 @@
 #   FUSE_RUNS=auto|on|off          (auto: the methods of a seed as one fused job with a CUDA GPU)
 #   INDEPENDENT="none superclass-beta"  methods also trained as independent peers (the DML
 #                                  paper's control, mutual_weight 0); INDEPENDENT= for none
+#   GPUS=N                         (train notebook 04's runs first, spread over N GPUs by torchrun)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,8 +15,12 @@ SEEDS ?=
 FUSE_RUNS ?= auto
 INDEPENDENT ?= none superclass-beta
 RUN ?= runs/smoke-train
+GPUS ?=
+# train-many's profile and data: PROFILE/DATA with auto resolved as the runner resolves them
+TRAIN_PROFILE = $(if $(filter auto,$(PROFILE)),$(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'demo')"),$(PROFILE))
+TRAIN_DATA = $(if $(filter auto,$(DATA)),$(if $(filter paper,$(TRAIN_PROFILE)),cifar100,synthetic),$(DATA))
 
-.PHONY: setup wordnet reproduce test lab train bench
+.PHONY: setup wordnet reproduce test lab train train-many bench
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +41,7 @@ wordnet: setup
 	  $(PY) -m sdml wordnet; }
 
 reproduce: setup wordnet
+	$(if $(GPUS),$(MAKE) --no-print-directory train-many)
 	$(PY) -m sdml.notebooks run --profile $(PROFILE) --data $(DATA) --fuse-runs $(FUSE_RUNS) \
 	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(if $(INDEPENDENT),--independent $(INDEPENDENT))
@@ -49,6 +55,14 @@ lab: setup wordnet
 # A smoke training run on synthetic data (seconds on a CPU).
 train: setup
 	$(PY) -m sdml train --profile smoke --data synthetic --method superclass-beta --out $(RUN) --resume
+
+# Notebook 04's runs (every method and seed) spread over GPUS processes by torchrun, one GPU each
+# (CPU processes without CUDA), into the folders the notebooks use; `make reproduce` then skips
+# them. Resumable: running it again continues only the unfinished runs.
+train-many: setup
+	$(PY) -m torch.distributed.run --standalone --nproc_per_node $(or $(GPUS),1) -m sdml train-many \
+	  --profile $(TRAIN_PROFILE) --data $(TRAIN_DATA) $(if $(METHODS),--methods $(METHODS)) \
+	  $(if $(SEEDS),--seeds $(SEEDS)) --out-root runs/$(TRAIN_PROFILE) --resume --no-progress
 
 # Throughput: a typical DML implementation against ours, interleaved in one process.
 bench: setup

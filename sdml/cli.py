@@ -49,7 +49,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=None,
                                 help=f"{helps.get(f.name, '')} (paper: {' '.join(map(str, default))})")
             continue
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+        bare = dict(nargs="?", const=True) if kind is _parse_bool else {}  # `--ddp` = `--ddp true`
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, **bare,
                             help=f"{helps.get(f.name, '')} (paper: {default})")
 
 
@@ -74,12 +75,17 @@ def add_many_arguments(parser) -> None:
                         help="folder of the run folders <method>-<superclasses>-seed<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
+    parser.add_argument("--summary-wait", type=float, default=3600.0,
+                        help="under torchrun: seconds rank 0 waits, after its own runs, for the "
+                             "other ranks before it reports the job")
 
 
-def main_many(args) -> list[list[dict]]:
-    """``python -m sdml train-many``: the config options give every run's base config."""
+def main_many(args):
+    """``python -m sdml train-many``: the config options give every run's base config. Under
+    torchrun the runs are spread over the ranks (returns the job's summary), else trained as one
+    fused job (returns each run's metric rows)."""
+    from sdml.training.distributed import torchrun_env
     from sdml.training.multirun import plan_many, train_many
-
     from sdml.training.resume import run_folder
 
     run_folder(args.out_root, "out_root")
@@ -87,8 +93,19 @@ def main_many(args) -> list[list[dict]]:
         raise ValueError(f"method: --method {args.method} is not used by train-many; "
                          f"give the runs' methods with --methods")
     base = config_from_args(args)
+    if base.ddp:
+        raise ValueError("ddp: train-many trains whole runs (under torchrun: spread over the "
+                         "ranks); data-parallel training of one run is `sdml train --ddp`")
     cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root,
                            independent=args.independent)
+    env = torchrun_env()
+    if env is not None:
+        from sdml.training.spread import spread_many
+
+        if not args.summary_wait >= 0:
+            raise ValueError(f"summary_wait: {args.summary_wait}; allowed: seconds >= 0")
+        return spread_many(cfgs, dirs, args.out_root, env, resume=args.resume,
+                           progress=not args.no_progress, wait_s=args.summary_wait)
     return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
 
 
@@ -149,14 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m sdml: error: {err}", file=sys.stderr)
         return 2
     try:
-        run_command(args)
+        return run_command(args) or 0
     except (Exception, KeyboardInterrupt) as err:
         if args.debug or os.environ.get("SDML_DEBUG") == "1":
             raise
+        from sdml.training.distributed import SharedError
+
         code, message = describe_failure(err, args.command, argv, started=run_started(args))
-        print(f"sdml {args.command}: error: {message}", file=sys.stderr)
+        if not isinstance(err, SharedError) or os.environ.get("RANK", "0") == "0":
+            print(f"sdml {args.command}: error: {message}", file=sys.stderr)  # once per job
         return code
-    return 0
 
 
 def run_started(args) -> bool:
@@ -176,14 +195,27 @@ def _path_option(value, field: str):
     return value
 
 
-def run_command(args) -> None:
+def run_command(args) -> int:
     if args.command == "train":
+        from sdml.training.distributed import torchrun_env
         from sdml.training.train import train
 
         cfg = config_from_args(args)
-        train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        env = torchrun_env()
+        if env is not None and env.world_size > 1 and not cfg.ddp:
+            raise ValueError(f"ddp: false under torchrun with {env.world_size} ranks, which "
+                             f"would all train this run into one folder; pass --ddp, or "
+                             f"spread several runs with train-many")
+        if cfg.ddp:
+            from sdml.training.ddp import train_ddp
+
+            train_ddp(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        else:
+            train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     elif args.command == "train-many":
-        main_many(args)
+        done = main_many(args)
+        if not getattr(done, "ok", True):  # a run of a job spread over ranks did not finish
+            return 1
     elif args.command == "bench":
         from sdml.training.bench import bench_step
 

@@ -66,6 +66,10 @@ class Config:
     compile: str = "auto"              # on | graphs | off | auto (on for CUDA); graphs: on, plus
                                        # CUDA graphs (mode reduce-overhead) where they hold
     threads: int = 0                   # CPU threads for torch, 0 = torch's default
+    ddp: bool = False                  # one run data-parallel over torchrun's ranks: each takes
+                                       # batch_size / world size samples (DistributedDataParallel)
+    sync_bn: bool = False              # with ddp on CUDA: BatchNorm over the global batch
+                                       # (SyncBatchNorm); off: each rank's own slice
     profile: str = "paper"             # the preset these values started from (provenance)
 
     def mix_params(self) -> dict:
@@ -86,6 +90,11 @@ class Config:
         _choice("fuse", self.fuse, FUSE)
         _choice("compile", self.compile, COMPILE)
         _choice("shortcut", self.shortcut, SHORTCUTS)
+        for name in ("ddp", "sync_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: {getattr(self, name)!r}; allowed: true, false")
+        if self.sync_bn and not self.ddp:
+            raise ValueError("sync_bn: true without ddp; allowed: sync_bn with ddp only")
         if not isinstance(self.superclasses, str) or not self.superclasses:
             raise ValueError(f"superclasses: {self.superclasses!r}; allowed: cifar, wordnet or a JSON path")
         if self.superclasses not in ("cifar", "wordnet") and not self.superclasses.endswith(".json"):
