@@ -12,7 +12,7 @@ SEEDS ?=
 FUSE_RUNS ?= auto
 RUN ?= runs/smoke-train
 
-.PHONY: setup wordnet reproduce test lab train bench
+.PHONY: setup wordnet reproduce test lab train bench figures
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,11 @@ reproduce: setup wordnet
 test: setup
 	$(PY) -m pytest -q
 
+# JupyterLab on the notebooks; notebooks resolve data/, runs/ and figures/ against the project
+# root, so they share the runner's folders. Root (e.g. in a container) needs --allow-root.
 lab: setup wordnet
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # A smoke training run on synthetic data (seconds on a CPU).
 train: setup
@@ -49,3 +52,9 @@ train: setup
 # Throughput: a typical DML implementation against ours, interleaved in one process.
 bench: setup
 	$(PY) benchmarks/dml_bench.py --device auto --json runs/bench.json
+
+# Refresh the committed copy of the demo's figures that README.md shows (docs/figures/), on
+# purpose: the main job writes only into the git-ignored figures/<profile>/.
+figures: setup wordnet
+	$(PY) -m sdml.notebooks run --profile demo --data synthetic
+	mkdir -p docs/figures && cp figures/demo/*.png docs/figures/
