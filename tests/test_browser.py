@@ -299,7 +299,7 @@ def test_notebook_02_run_all_then_the_preview_follows_every_action(browser, lab,
 def test_notebook_05_in_jupyterlab_finds_the_run_the_runner_made(browser, lab, project):
     env = {**os.environ, "PYTHONPATH": str(project), "SDML_NLTK_DATA": str(project / ".nltk")}
     done = subprocess.run([sys.executable, "-m", "sdml.notebooks", "run", "--profile", "smoke",
-                           "--data", "synthetic", "--only", "04", "--methods", "none", "-p", "threads=1"],
+                           "--data", "synthetic", "--only", "04", "--methods", "none", "-p", "threads=1", "-p", "epochs=1"],
                           cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (project / "runs" / "smoke" / "none-cifar-seed0" / "predictions.pt").is_file()
