@@ -124,7 +124,8 @@ class Page:
         self.errors: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?token={token}")
+        # a workspace of its own, reset: only this notebook's tab, whatever an earlier page left
+        self.page.goto(f"{url}/lab/workspaces/{notebook}/tree/notebooks/{notebook}.ipynb?reset&token={token}")
         self.page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=90_000)  # kernel up
         self.page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=30_000)
 
