@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 
 from sdml.hierarchy.superclasses import COARSE_NAMES
-from sdml.notebooks import plots
+from sdml.notebooks import colours, plots
 
 
 def curves(n_seeds: int, n_peers: int = 2) -> pd.DataFrame:
@@ -50,13 +50,13 @@ def test_superclass_bars_have_an_x_label_and_a_legend_beside_the_bars():
 
 
 def test_superclass_colours_are_distinct():
-    colours = np.array([to_rgb(c) for c in plots._colors(20)])
-    distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+    palette = np.array([to_rgb(c) for c in colours.superclass_colours(20)])
+    distances = np.linalg.norm(palette[:, None] - palette[None], axis=-1)
     np.fill_diagonal(distances, np.inf)
     assert distances.min() > 0.15  # no two superclasses share (or nearly share) a colour
-    assert all(plots.contrast_on_white(c) >= 3.0 for c in colours)  # readable as text on white
-    assert plots.contrast_on_white("black") == pytest.approx(21.0)
-    assert plots.contrast_on_white("white") == pytest.approx(1.0)
+    assert all(colours.contrast_on_white(c) >= 3.0 for c in palette)  # readable as text on white
+    assert colours.contrast_on_white("black") == pytest.approx(21.0)
+    assert colours.contrast_on_white("white") == pytest.approx(1.0)
 
 
 def test_reliability_bins_are_labelled_with_their_counts():

@@ -15,22 +15,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-def contrast_on_white(colour) -> float:
-    """WCAG 2 contrast ratio of ``colour`` against white (1 to 21; 3 is readable for labels)."""
-    from matplotlib.colors import to_rgb
-
-    rgb = np.array(to_rgb(colour))
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    return 1.05 / (float(linear @ [0.2126, 0.7152, 0.0722]) + 0.05)
-
-
-def _colors(n: int) -> list:
-    """n distinct colours readable as text on white: colorcet's Glasbey set (colours chosen to be
-    told apart), keeping those with a contrast of at least 3; beyond them, colours repeat."""
-    import colorcet
-
-    readable = [c for c in colorcet.glasbey_dark if contrast_on_white(c) >= 3.0]
-    return [readable[i % len(readable)] for i in range(n)]
+from sdml.notebooks.colours import superclass_colours
 
 
 def superclass_order(superclass_of: torch.Tensor) -> list[int]:
@@ -75,7 +60,7 @@ def dendrogram_figure(similarity: torch.Tensor, names, superclass_of: torch.Tens
     dist = 1.0 - np.asarray(similarity, dtype=np.float64)  # (C, C)
     np.fill_diagonal(dist, 0.0)
     z = linkage(squareform(dist, checks=False), method="average")  # (C - 1, 4)
-    colors = _colors(len(superclass_names))
+    colors = superclass_colours(len(superclass_names))
     fig = Figure(figsize=(10, 0.17 * len(names) + 1.5), layout="constrained")
     ax = fig.subplots()
     dendrogram(z, labels=list(names), orientation="left", ax=ax, leaf_font_size=7,
@@ -114,7 +99,7 @@ def similarity_heatmap(similarity: torch.Tensor, names, superclass_of: torch.Ten
     for e in edges:
         ax.axhline(e, color="white", lw=0.8)
         ax.axvline(e, color="white", lw=0.8)
-    colors = _colors(len(superclass_names))
+    colors = superclass_colours(len(superclass_names))
     for label, i in zip(ax.get_yticklabels(), order):
         label.set_color(colors[int(superclass_of[i])])
     for label, i in zip(ax.get_xticklabels(), order):
