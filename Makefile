@@ -2,6 +2,8 @@
 #   PROFILE=auto|paper|demo|smoke  (auto: paper with a CUDA GPU, demo otherwise)
 #   DATA=auto|cifar100|synthetic   (auto: cifar100 for paper, synthetic otherwise)
 #   FUSE_RUNS=auto|on|off          (auto: the methods of a seed as one fused job with a CUDA GPU)
+#   INDEPENDENT="none superclass-beta"  methods also trained as independent peers (the DML
+#                                  paper's control, mutual_weight 0); INDEPENDENT= for none
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,6 +12,7 @@ DATA ?= auto
 METHODS ?=
 SEEDS ?=
 FUSE_RUNS ?= auto
+INDEPENDENT ?= none superclass-beta
 RUN ?= runs/smoke-train
 
 .PHONY: setup wordnet reproduce test lab train bench figures
@@ -34,7 +37,8 @@ wordnet: setup
 
 reproduce: setup wordnet
 	$(PY) -m sdml.notebooks run --profile $(PROFILE) --data $(DATA) --fuse-runs $(FUSE_RUNS) \
-	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
+	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+	  $(if $(INDEPENDENT),--independent $(INDEPENDENT))
 
 test: setup
 	$(PY) -m pytest -q

@@ -4,10 +4,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import re
 import sys
 from dataclasses import fields
 
+from sdml.io.failures import (EXIT_CODES_HELP, OneLineParser, UsageError, describe_failure,
+                               join_negative_values)
 from sdml.training.config import PROFILES, Config, make_config
 
 _FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?(#\s*)(.+)$")
@@ -72,6 +75,7 @@ def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> N
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    _path_option(args.data_dir, "data_dir")
     overrides = {f.name: getattr(args, f.name) for f in fields(Config) if f.name != "profile"}
     profile = args.profile
     if profile == "auto":
@@ -89,6 +93,9 @@ def add_many_arguments(parser) -> None:
                         help="one run per method (default: the four of Table 1)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="one run per seed and method (default: --seed)")
+    parser.add_argument("--independent", nargs="+", choices=METHODS, default=[], metavar="METHOD",
+                        help="also train these methods with mutual_weight 0 (independent peers, "
+                             "the DML paper's control), in the same fused job")
     parser.add_argument("--out-root", required=True,
                         help="folder of the run folders <method>-<superclasses>-seed<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
@@ -99,16 +106,23 @@ def main_many(args) -> list[list[dict]]:
     """``python -m sdml train-many``: the config options give every run's base config."""
     from sdml.training.multirun import plan_many, train_many
 
+    from sdml.training.resume import run_folder
+
+    run_folder(args.out_root, "out_root")
     if getattr(args, "method", None) is not None:
         raise ValueError(f"method: --method {args.method} is not used by train-many; "
                          f"give the runs' methods with --methods")
     base = config_from_args(args)
-    cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root)
+    cfgs, dirs = plan_many(base, args.methods, args.seeds or [base.seed], args.out_root,
+                           independent=args.independent)
     return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sdml", description=__doc__)
+    parser = OneLineParser(prog="python -m sdml", description=__doc__, epilog=EXIT_CODES_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: SDML_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train K peers with DML and (superclass) mixup",
@@ -143,49 +157,88 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="get a dataset: download CIFAR-100 or generate the synthetic one",
                        description="Fetch and checksum CIFAR-100, or generate the synthetic archive.")
     add_config_options(p)
+    for p in sub.choices.values():
+        p.epilog, p.formatter_class = EXIT_CODES_HELP, argparse.RawDescriptionHelpFormatter
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error (also: SDML_DEBUG=1)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; every failure is one line on stderr and an exit code (``--help``'s
+    epilog lists them); ``--debug`` or ``SDML_DEBUG=1`` shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        if args.command == "train":
-            from sdml.training.train import train
-
-            cfg = config_from_args(args)
-            train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-        elif args.command == "train-many":
-            main_many(args)
-        elif args.command == "bench":
-            from sdml.training.bench import bench_step
-
-            cfg = config_from_args(args)
-            print(json.dumps(bench_step(cfg, steps=args.steps, warmup=args.warmup)))
-        elif args.command == "hierarchy":
-            from sdml.hierarchy.wordnet import run_hierarchy
-
-            from sdml.hierarchy.superclasses import load_mapping
-
-            result = run_hierarchy(args.k, args.out, tree_out=args.tree_out)
-            mapping = load_mapping(args.out)
-            print(f"WordNet {result['wordnet_version']}, k = {args.k}; wrote {args.out}")
-            print(f"agreement with CIFAR-100's 20 superclasses: adjusted Rand index "
-                  f"{result['ari']:.4f}, normalised mutual information {result['nmi']:.4f}")
-            for i, name in enumerate(mapping.superclass_names):
-                print(f"  {i:>2} {name:<32} {', '.join(mapping.members(i))}")
-        elif args.command == "wordnet":
-            from sdml.hierarchy.wordnet import get_wordnet
-
-            wn = get_wordnet(args.cache_dir)
-            print(f"WordNet {wn.get_version()} ready at {wn.root}")
-        elif args.command == "data":
-            from sdml.data.load import dataset_for
-
-            cfg = config_from_args(args)
-            arrays = dataset_for(cfg)
-            print(f"{cfg.data}: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
-                  f"of {len(arrays.fine_names)} classes in {cfg.data_dir}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"sdml {args.command}: error: {err}", file=sys.stderr)
+        args = parser.parse_args(join_negative_values(argv, parser))
+    except UsageError as err:
+        print(f"python -m sdml: error: {err}", file=sys.stderr)
         return 2
+    try:
+        run_command(args)
+    except (Exception, KeyboardInterrupt) as err:
+        if args.debug or os.environ.get("SDML_DEBUG") == "1":
+            raise
+        code, message = describe_failure(err, args.command, argv, started=run_started(args))
+        print(f"sdml {args.command}: error: {message}", file=sys.stderr)
+        return code
     return 0
+
+
+def run_started(args) -> bool:
+    """Whether the command's run folder (or one of a job's) holds a run that --resume continues."""
+    from pathlib import Path
+
+    if args.command == "train" and str(args.out).strip():
+        return (Path(args.out) / "config.json").is_file()
+    if args.command == "train-many" and str(args.out_root).strip() and Path(args.out_root).is_dir():
+        return any((d / "config.json").is_file() for d in Path(args.out_root).iterdir())
+    return False
+
+
+def _path_option(value, field: str):
+    if value is not None and not str(value).strip():
+        raise ValueError(f"{field}: {value!r} is empty; allowed: a path")
+    return value
+
+
+def run_command(args) -> None:
+    if args.command == "train":
+        from sdml.training.train import train
+
+        cfg = config_from_args(args)
+        train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    elif args.command == "train-many":
+        main_many(args)
+    elif args.command == "bench":
+        from sdml.training.bench import bench_step
+
+        cfg = config_from_args(args)
+        print(json.dumps(bench_step(cfg, steps=args.steps, warmup=args.warmup)))
+    elif args.command == "hierarchy":
+        from sdml.hierarchy.superclasses import load_mapping
+        from sdml.hierarchy.wordnet import run_hierarchy
+
+        _path_option(args.out, "out")
+        _path_option(args.tree_out, "tree_out")
+        if not 2 <= args.k <= 99:
+            raise ValueError(f"k: {args.k}; allowed: an integer 2..99")
+        result = run_hierarchy(args.k, args.out, tree_out=args.tree_out)
+        mapping = load_mapping(args.out)
+        print(f"WordNet {result['wordnet_version']}, k = {args.k}; wrote {args.out}")
+        print(f"agreement with CIFAR-100's 20 superclasses: adjusted Rand index "
+              f"{result['ari']:.4f}, normalised mutual information {result['nmi']:.4f}")
+        for i, name in enumerate(mapping.superclass_names):
+            print(f"  {i:>2} {name:<32} {', '.join(mapping.members(i))}")
+    elif args.command == "wordnet":
+        from sdml.hierarchy.wordnet import get_wordnet
+
+        wn = get_wordnet(_path_option(args.cache_dir, "cache_dir"))
+        print(f"WordNet {wn.get_version()} ready at {wn.root}")
+    elif args.command == "data":
+        from sdml.data.load import dataset_for
+
+        cfg = config_from_args(args)
+        arrays = dataset_for(cfg)
+        print(f"{cfg.data}: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
+              f"of {len(arrays.fine_names)} classes in {cfg.data_dir}")

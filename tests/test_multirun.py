@@ -29,7 +29,7 @@ def gen(seed: int) -> torch.Generator:
 
 def tiny(data_dir, **kw):
     base = dict(data="synthetic", data_dir=str(data_dir), depth=8, width=4, epochs=2,
-                batch_size=32, lr=0.05, milestones=(2,), synthetic_train_per_class=4,
+                batch_size=32, lr=0.05, synthetic_train_per_class=4,
                 synthetic_test_per_class=2, max_steps_per_epoch=3, eval_batch_size=200, threads=1,
                 device="cpu", fuse="grouped", compile="off")
     base.update(kw)

@@ -12,7 +12,7 @@ from sdml.training.config import make_config
 
 def tiny(tmp_path, **kw):
     base = dict(data="synthetic", data_dir=str(tmp_path / "data"), depth=8, width=4, epochs=3,
-                batch_size=32, lr=0.05, milestones=(2,), synthetic_train_per_class=4,
+                batch_size=32, lr=0.05, synthetic_train_per_class=4,
                 synthetic_test_per_class=2, max_steps_per_epoch=3, eval_batch_size=200, threads=1)
     base.update(kw)
     return make_config("smoke", **base)

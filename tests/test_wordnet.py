@@ -149,6 +149,20 @@ def test_download_is_tried_before_the_system_copy(tmp_path, monkeypatch, no_data
     assert os.path.samefile(str(root), tmp_path / "corpora" / "wordnet")
 
 
+def test_a_damaged_cached_copy_is_replaced_not_a_poison(tmp_path, monkeypatch, no_data):
+    src = _system_dir()
+    if src is None:
+        pytest.skip("no system WordNet 3.0 (install Debian wordnet-base wordnet-sense-index or set WNHOME)")
+    # a copy cut short: the right header, the rest of the database missing
+    corpus = _private_corpus(tmp_path, "  1 header\n  2 WordNet 3.0 Copyright 2006 by Princeton University.\n")
+    with pytest.raises(FileNotFoundError, match=r"does not load .*delete that folder"):
+        get_wordnet(tmp_path, download=False, system_dirs=[])
+    wn = get_wordnet(tmp_path, download=False, system_dirs=[src])  # the system copy replaces it
+    assert wn.get_version() == "3.0" and wn.synset("dolphin.n.02").lexname() == "noun.animal"
+    assert (corpus / "index.noun").read_bytes() == (src / "index.noun").read_bytes()
+    assert get_wordnet(tmp_path, download=False, system_dirs=[]).get_version() == "3.0"  # cured
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

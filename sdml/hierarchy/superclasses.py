@@ -10,13 +10,13 @@ derived from WordNet by :mod:`sdml.hierarchy.wordnet`) are read from JSON files 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sdml.io.atomic import atomic_write_json
+from sdml.io.readback import read_json
 
 # The 20 superclasses and their 5 classes each, as CIFAR-100 lists them.
 _GROUPS: dict[str, tuple[str, ...]] = {
@@ -120,10 +120,8 @@ def load_mapping(path: str | Path) -> Superclasses:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"superclasses: mapping file {str(path)!r} does not exist")
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"superclasses: {str(path)!r} is not valid JSON ({err})") from None
+    obj = read_json(path, "fix the mapping (see the format in sdml.hierarchy.superclasses) or "
+                          "write it again with python -m sdml hierarchy", kind=object)
     return from_json(obj, source=str(path))
 
 

@@ -234,13 +234,30 @@ def get_wordnet(cache_dir: str | Path | None = None, *, download: bool = True,
              ("nltk.download", lambda: _download(cache, timeout_s) if download else "skipped (download=False)"),
              ("system WordNet", lambda: _copy_system(cache, default_system_dirs() if system_dirs is None
                                                      else system_dirs)))
-    reasons = []
+    reasons, broken = [], []
     for n, (label, step) in enumerate(steps, start=1):
         why = step()  # '' when the step put a corpus in place (or, for step 1, had nothing to do)
         root, missing = (None, why) if why else _find_on_data_path()
+        if root is not None and n == 3:  # the copy just made, even if a broken one is found first
+            from nltk.data import FileSystemPathPointer
+
+            root = FileSystemPathPointer(str(cache / "corpora" / "wordnet"))
+        loaded_badly = False
         if root is not None:
-            return _open_reader(root)
-        reasons.append(f"{n}. {label}: {missing if why or n == 1 else 'done, but ' + missing}")
+            # A corpus that does not load (a damaged or partial copy in the cache) must not stop
+            # the later steps, which replace it: otherwise it would poison every later call.
+            try:
+                return _open_reader(root)
+            except Exception as err:  # nltk raises OSError, LookupError, ValueError, ... on damage
+                missing = (f"the corpus at {root} does not load ({type(err).__name__}: "
+                           f"{' '.join(str(err).split())[:200]}); delete that folder (a damaged "
+                           f"copy) to fetch or copy WordNet again")
+                broken.append(err)
+                loaded_badly = True
+        done_but = not (why or n == 1 or loaded_badly)
+        reasons.append(f"{n}. {label}: {'done, but ' + missing if done_but else missing}")
+    if broken and all(isinstance(e, ValueError) for e in broken):
+        raise ValueError(f"{broken[0]}; tried: " + "; ".join(reasons))
     raise FileNotFoundError(
         "wordnet: WordNet 3.0 not found. Tried:\n  " + "\n  ".join(reasons) + "\nFix one of:\n"
         "  - with network access: python -c \"import nltk; nltk.download('wordnet')\"\n"

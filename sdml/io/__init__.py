@@ -1,4 +1,5 @@
-"""Files, the lowest layer: atomic writes that every layer above may use.
+"""Files, the lowest layer: atomic writes, checked reads of what the kit wrote, folder locks, and
+the one-line failures of the command lines, for every layer above to use.
 
-Imports nothing of sdml (the layers above may import it).
+Imports nothing of sdml outside this package (the layers above may import it).
 """

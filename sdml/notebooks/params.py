@@ -11,6 +11,7 @@ not the working folder: papermill runs a notebook from the project root, Jupyter
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -52,6 +53,12 @@ def _str(default: str) -> Param:
     return Param(default, lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 
+def _run_name(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and v.strip() == v and v not in ("", ".", "..")
+                 and "/" not in v and "\\" not in v and not v.startswith("~"),
+                 "auto or a folder name (no '/', not '..'), so the run stays under run_root")
+
+
 def _superclasses(default: str) -> Param:
     return Param(default, lambda v: isinstance(v, str) and (v in ("cifar", "wordnet") or v.endswith(".json")),
                  "cifar, wordnet or a path to a JSON mapping ending in .json")
@@ -61,6 +68,18 @@ def _fused_methods(default: list) -> Param:
     return Param(default, lambda v: isinstance(v, (list, tuple)) and len(set(v)) == len(v)
                  and all(m in METHODS for m in v),
                  "[] (train `method` alone) or a list of distinct methods among " + ", ".join(METHODS))
+
+
+def _weight(default: float) -> Param:
+    return Param(default, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                 and math.isfinite(v) and v >= 0, "a finite number >= 0 (1: DML, 0: independent peers)")
+
+
+def _independent(default: list) -> Param:
+    return Param(default, lambda v: isinstance(v, (list, tuple)) and len(set(v)) == len(v)
+                 and all(m in METHODS for m in v),
+                 "[] or a list of distinct methods among " + ", ".join(METHODS)
+                 + " (each also trained with mutual_weight 0 in the fused job)")
 
 
 def _methods(default: list) -> Param:
@@ -86,12 +105,14 @@ SPECS: dict[str, dict[str, Param]] = {
     "04_train_dml": {
         "method": _one_of(METHODS)("superclass-beta"),
         "superclasses": _superclasses("cifar"),
-        "peers": _int(2)(2),
+        "peers": _int(1)(2),                           # 1 only with mutual_weight 0
         "epochs": _int(0)(0),                          # 0: the profile's
         "device": _one_of(DEVICES)("auto"),
         "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
-        "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
+        "run_name": _run_name("auto"),                 # auto: <method>-<superclasses>-seed<seed>
         "methods": _fused_methods([]),                 # several: one fused job (sdml.training.multirun)
+        "mutual_weight": _weight(1.0),                 # weight of the KL term; 0: independent peers
+        "independent": _independent([]),               # methods of the job also trained with weight 0
     },
     "05_results": {"methods": _methods(list(TABLE1_METHODS))},
 }
@@ -119,14 +140,30 @@ def validate(notebook: str, **params) -> dict[str, Any]:
         if not allowed[name].check(value):
             raise ValueError(f"{name}: {value!r} is not allowed in notebook {notebook}; "
                              f"allowed: {allowed[name].allowed}")
-    if notebook == "04_train_dml" and out["methods"] and out["run_name"] != "auto":
-        raise ValueError(f"run_name: {out['run_name']!r} with methods {out['methods']!r}; allowed "
-                         f"with several methods: auto (each run gets its own folder)")
+    if notebook == "04_train_dml":
+        check_train_params(out)
     for name in PATHS:
         out[name] = project_path(out[name])
     if out.get("superclasses", "").endswith(".json"):
         out["superclasses"] = project_path(out["superclasses"])
     return out
+
+
+def check_train_params(out: dict) -> None:
+    """Notebook 04's parameters that must agree with each other."""
+    if out["methods"] and out["run_name"] != "auto":
+        raise ValueError(f"run_name: {out['run_name']!r} with methods {out['methods']!r}; allowed "
+                         f"with several methods: auto (each run gets its own folder)")
+    if out["independent"] and not out["methods"]:
+        raise ValueError(f"independent: {out['independent']!r} without methods; allowed: [] for one "
+                         f"run (set mutual_weight = 0 for an independent one), or a fused job's "
+                         f"methods")
+    if out["peers"] == 1 and out["mutual_weight"] != 0:
+        raise ValueError(f"peers: 1 is not allowed in notebook 04_train_dml with mutual_weight "
+                         f"{out['mutual_weight']!r}; allowed: 2 or more, or mutual_weight = 0")
+    if out["independent"] and out["mutual_weight"] == 0:
+        raise ValueError(f"independent: {out['independent']!r} with mutual_weight 0; the job's runs "
+                         f"would be independent twice; allowed: [] or mutual_weight > 0")
 
 
 def project_path(path: str | Path) -> str:
@@ -139,25 +176,35 @@ def run_dir(params: dict) -> Path:
     """Notebook 04's run folder: ``run_root/<run_name>`` (``auto``: see :func:`run_name`)."""
     name = params["run_name"]
     if name == "auto":
-        name = run_name(params["method"], params["superclasses"], params["seed"])
+        name = run_name(params["method"], params["superclasses"], params["seed"],
+                        params["mutual_weight"])
     return Path(params["run_root"]) / name
 
 
+def job_runs(params: dict) -> list[tuple[str, float]]:
+    """A fused job's runs as (method, weight of the mutual term): every method of ``methods``
+    with ``mutual_weight``, then every method of ``independent`` with 0 (the control)."""
+    return ([(m, params["mutual_weight"]) for m in params["methods"]]
+            + [(m, 0.0) for m in params["independent"]])
+
+
 def run_dirs(params: dict) -> list[Path]:
-    """Notebook 04's run folders: one, or one per method of a fused job (``methods``)."""
+    """Notebook 04's run folders: one, or one per run of a fused job (:func:`job_runs`)."""
     if not params["methods"]:
         return [run_dir(params)]
-    return [Path(params["run_root"]) / run_name(m, params["superclasses"], params["seed"])
-            for m in params["methods"]]
+    return [Path(params["run_root"]) / run_name(m, params["superclasses"], params["seed"], w)
+            for m, w in job_runs(params)]
 
 
 def train_plan(params: dict) -> tuple[list, list[Path]]:
     """Notebook 04's configs and run folders: the run of ``method``, or with ``methods`` one run
-    per method, trained as one fused job by :func:`sdml.training.multirun.train_runs`."""
+    per :func:`job_runs` entry, trained as one fused job by
+    :func:`sdml.training.multirun.train_runs`."""
     import dataclasses
 
     cfg = train_config(params)
-    cfgs = [dataclasses.replace(cfg, method=m).validate() for m in params["methods"]] or [cfg]
+    cfgs = [dataclasses.replace(cfg, method=m, mutual_weight=w).validate()
+            for m, w in job_runs(params)] or [cfg]
     return cfgs, run_dirs(params)
 
 
@@ -169,4 +216,5 @@ def train_config(params: dict):
     return make_config(params["profile"], data=params["data"], data_dir=params["data_dir"],
                        method=params["method"], peers=params["peers"], seed=params["seed"],
                        device=params["device"], superclasses=params["superclasses"],
-                       threads=params["threads"], epochs=params["epochs"] or None)
+                       threads=params["threads"], epochs=params["epochs"] or None,
+                       mutual_weight=params["mutual_weight"])

@@ -19,7 +19,8 @@ USES_DATA = ("02_mixing_preview", "03_ratio_distributions", "04_train_dml")  # r
 #: Parameters the runner sets from its own options; ``-p`` may not set them.
 MANAGED = {"profile": "--profile", "data": "--data", "data_dir": "--data-dir", "seed": "--seeds",
            "run_root": "--runs-root", "figures_dir": "--figures-root", "method": "--methods",
-           "methods": "--methods", "interactive": "(always False when run headlessly)"}
+           "methods": "--methods", "independent": "--independent",
+           "interactive": "(always False when run headlessly)"}
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ def resolve_fuse_runs(fuse_runs: str, methods, log=print) -> bool:
 
     fused = torch.cuda.is_available() and len(methods) > 1
     if fused:
-        log(f"[sdml] fuse-runs auto -> on: CUDA GPU found; the {len(methods)} methods train as one "
-            f"fused job per seed")
+        log(f"[sdml] fuse-runs auto -> on: CUDA GPU found; the {len(methods)} runs of a seed train "
+            f"as one fused job")
     return fused
 
 
@@ -119,9 +120,11 @@ def select(only: list[str] | None) -> list[str]:
 def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only=None,
                runs_root: str | Path | None = None, figures_root: str | Path | None = None,
                data_dir: str = "data", extra: dict | None = None,
-               fuse_runs: bool = False) -> list[Step]:
+               fuse_runs: bool = False, independent=()) -> list[Step]:
     """Validated steps: [01, 02, 03] + [04 per method x seed] + [05], filtered by ``only``;
-    with ``fuse_runs`` (and several methods) 04 runs once per seed, all methods as one job.
+    with ``fuse_runs`` (and several runs) 04 runs once per seed, all methods as one job.
+    ``independent`` adds, per seed, a run of each of its methods with ``mutual_weight = 0``
+    (the DML paper's control: the peers trained side by side without the KL term).
 
     ``profile`` and ``data`` must be resolved already (not ``auto``). Raises ValueError naming the
     first bad parameter before anything is executed.
@@ -131,6 +134,9 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
     for name, values in (("methods", list(methods)), ("seeds", list(seeds))):
         if not values or len(set(values)) < len(values):
             raise ValueError(f"{name}: {values!r}; allowed: one or more, each named once")
+    independent = list(independent)
+    if len(set(independent)) < len(independent):
+        raise ValueError(f"independent: {independent!r}; allowed: methods, each named once")
     run_root = str(Path(runs_root) if runs_root is not None else Path("runs") / profile)
     figures_dir = str(Path(figures_root) if figures_root is not None else Path("figures") / profile)
     common = dict(profile=profile, data=data, data_dir=str(data_dir), run_root=run_root,
@@ -139,28 +145,34 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
 
     def make(nb: str, **own) -> dict:
         spec = nbparams.spec(nb)
-        return nbparams.validate(nb, **common, **own, **{k: v for k, v in extra.items() if k in spec})
+        return nbparams.validate(nb, **{**common, **{k: v for k, v in extra.items() if k in spec},
+                                        **own})  # a step's own values (the control's weight) win
 
     plan = []
     for nb in select(only):
-        if nb == "04_train_dml" and fuse_runs and len(methods) > 1:
+        if nb == "04_train_dml" and fuse_runs and len(methods) + len(independent) > 1:
             for seed in seeds:
-                params = make(nb, seed=seed, method=methods[0], methods=list(methods))
+                params = make(nb, seed=seed, method=methods[0], methods=list(methods),
+                              independent=independent)
                 dirs = tuple(REPO / d for d in nbparams.run_dirs(params))
                 plan.append(Step(nb, params, executed / f"{nb}-fused-seed{seed}.ipynb", dirs))
         elif nb == "04_train_dml":
-            for method in methods:
+            control = [(m, {"mutual_weight": 0.0}) for m in independent]
+            for method, own in [(m, {}) for m in methods] + control:
                 for seed in seeds:
-                    params = make(nb, seed=seed, method=method)
+                    params = make(nb, seed=seed, method=method, **own)
                     run_dir = nbparams.run_dir(params)
                     plan.append(Step(nb, params, executed / f"{nb}-{run_dir.name}.ipynb", (REPO / run_dir,)))
         else:
-            own = {"methods": list(methods)} if nb == "05_results" else {}
+            gathered = list(dict.fromkeys([*methods, *independent]))
+            own = {"methods": gathered} if nb == "05_results" else {}
             plan.append(Step(nb, make(nb, seed=seeds[0], **own), executed / f"{nb}.ipynb"))
     folders = [d for s in plan for d in s.run_dirs]
     if len(set(folders)) < len(folders):
-        raise ValueError(f"run_name: {extra.get('run_name')!r} would put several runs in one folder; "
-                         f"allowed with several methods or seeds: auto")
+        twice = next(d for i, d in enumerate(folders) if d in folders[:i])
+        raise ValueError(f"run_name: {extra.get('run_name', 'auto')!r} would put several runs in "
+                         f"{twice.name!r}; allowed with several methods or seeds: auto, and each "
+                         f"run (method, mutual_weight) asked for once")
     return plan
 
 

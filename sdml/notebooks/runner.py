@@ -13,11 +13,15 @@ The first failing notebook stops the run with its name, the failing cell and the
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
 
+from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser, UsageError,
+                              describe_failure, join_negative_values)
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
@@ -128,15 +132,24 @@ def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sdml.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m sdml.notebooks", description=__doc__,
+                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: SDML_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    p = sub.add_parser("run", help="execute the notebooks in order with papermill", epilog=EXIT_CODES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error (also: SDML_DEBUG=1)")
     p.add_argument("--profile", default="auto", help="smoke | demo | paper | auto (paper with a CUDA GPU, else demo)")
     p.add_argument("--data", default="auto", help="synthetic | cifar100 | auto (cifar100 for paper, else synthetic)")
     p.add_argument("--methods", nargs="+", default=list(TABLE1_METHODS),
                    help=f"notebook 04 runs once per method (default: Table 1's {' '.join(TABLE1_METHODS)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="notebook 04 runs once per seed (default 0)")
+    p.add_argument("--independent", nargs="*", default=[], metavar="METHOD",
+                   help="also train these methods as independent peers (mutual_weight 0, the DML "
+                        "paper's control), once per seed (default: none; make reproduce asks for "
+                        "none and superclass-beta)")
     p.add_argument("--fuse-runs", default="auto", choices=["auto", "on", "off"],
                    help="train the methods of a seed as one fused job in one 04 run (auto: on with a "
                         "CUDA GPU and several methods)")
@@ -152,36 +165,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_notebooks(plan: list[Step]) -> list[Path]:
+    """The plan's notebook files that do not exist (checked before any notebook starts)."""
+    paths = dict.fromkeys(NOTEBOOK_DIR / f"{step.notebook}.ipynb" for step in plan)
+    return [p for p in paths if not p.is_file()]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``python -m sdml.notebooks run``; failures are one line and an exit code as in
+    ``python -m sdml`` (:mod:`sdml.io.failures`), ``--debug`` or ``SDML_DEBUG=1`` for tracebacks."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        profile = resolve_profile(args.profile)
-        data = resolve_data(args.data, profile)
-        extra = dict(parse_param(p) for p in args.param)
-        fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods)
-        plan = build_plan(profile, data, args.methods, args.seeds, args.only, args.runs_root,
-                          args.figures_root, args.data_dir, extra, fuse_runs)
-    except ValueError as err:
+        args = parser.parse_args(join_negative_values(argv, parser))
+    except UsageError as err:
         print(f"sdml.notebooks: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
+    try:
+        return run_command(args)
+    except NotebookFailed as err:
+        print(f"sdml.notebooks: error: {err}", file=sys.stderr)
+        return EXIT_CRASH
+    except (Exception, KeyboardInterrupt) as err:
+        if args.debug or os.environ.get("SDML_DEBUG") == "1":
+            raise
+        code, message = describe_failure(err, "run", argv, prog="python -m sdml.notebooks")
+        if isinstance(err, KeyboardInterrupt):
+            message = (f"interrupted; run the same command again to continue (finished runs are "
+                       f"skipped, unfinished ones resumed): python -m sdml.notebooks {shlex.join(argv)}")
+        print(f"sdml.notebooks: error: {message}", file=sys.stderr)
+        return code
+
+
+def run_command(args) -> int:
+    profile = resolve_profile(args.profile)
+    data = resolve_data(args.data, profile)
+    extra = dict(parse_param(p) for p in args.param)
+    fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods + args.independent)
+    plan = build_plan(profile, data, args.methods, args.seeds, args.only, args.runs_root,
+                      args.figures_root, args.data_dir, extra, fuse_runs, args.independent)
+    missing = missing_notebooks(plan)
+    if missing:
+        raise FileNotFoundError(f"notebook {missing[0]} does not exist; nothing was run (restore "
+                                f"it, e.g. with git checkout, or leave it out with --only)")
     print(f"[sdml] profile {profile}, data {data}: {len(plan)} notebook run(s)")
     if args.dry_run:
         print(describe(plan))
         return 0
-    try:
-        prepare_data(plan)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"sdml.notebooks: error: {err}", file=sys.stderr)
-        return 2
+    prepare_data(plan)
     if args.log_output:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        run_plan(plan, log=lambda line: print(line, flush=True), log_output=args.log_output)
-    except NotebookFailed as err:
-        print(f"sdml.notebooks: error: {err}", file=sys.stderr)
-        return 1
+    run_plan(plan, log=lambda line: print(line, flush=True), log_output=args.log_output)
     return 0
 
 

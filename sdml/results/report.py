@@ -10,10 +10,19 @@ import math
 from pathlib import Path
 
 from sdml.io.atomic import atomic_write_text
+from sdml.results.dml_report import dml_sections
 from sdml.results.metrics import format_mean_std
 from sdml.results.summary import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER_TABLE1, Run,
                                   _ordered, group_key, member_names, paper_setting,
                                   protocol_differences, row_key, setting_text, summarise, text_key)
+
+
+def method_label(method: str, mutual_weight: float) -> str:
+    """A method's label, marked when its peers trained independently (or with another weight)."""
+    label = METHOD_LABELS[method]
+    if mutual_weight == 1:
+        return label
+    return f"{label}, independent" if mutual_weight == 0 else f"{label}, KL weight {mutual_weight:g}"
 
 
 def _cell(rows: list[dict], key: tuple, metric: str, member: str, digits: int = 2) -> str:
@@ -71,8 +80,8 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
     for key in keys:
         method, source = key[0], key[1]
         paper = (PAPER_TABLE1.get(method) if source == "cifar" and key[5] == paper_setting(method)
-                 else None)
-        body.append([METHOD_LABELS[method], setting_text(key[5]), source, key[2], str(key[4]),
+                 and key[6] == 1 else None)
+        body.append([method_label(method, key[6]), setting_text(key[5]), source, key[2], str(key[4]),
                      seeds[key]]
                     + [_cell(rows, key, "final", p) for p in peers]
                     + [f"{_cell(rows, key, 'best', p)} (ep {_cell(rows, key, 'best_epoch', p, 0)})"
@@ -86,7 +95,7 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
     calib_header = (["method", "superclasses"] + [f"ECE {m} [%]" for m in member_names(k)]
                     + [f"errors in true superclass, {m} [%]" for m in member_names(k)]
                     + ["superclass top-1, ensemble [%]"])
-    calib = [[METHOD_LABELS[key[0]], key[1]] + [_cell(rows, key, "ece", m) for m in member_names(k)]
+    calib = [[method_label(key[0], key[6]), key[1]] + [_cell(rows, key, "ece", m) for m in member_names(k)]
              + [_cell(rows, key, "within_superclass_errors", m, 1) for m in member_names(k)]
              + [_cell(rows, key, "superclass_acc", "ensemble")] for key in keys]
     unfinished = [r.label for r in run_list if not r.finished]
@@ -108,6 +117,8 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
         "wrong predictions whose class lies in the true class's CIFAR-100 superclass (errors "
         "spread uniformly would give about 4 %).", "",
     ]
+    if finished:
+        parts += dml_sections(finished)
     return "\n".join(parts)
 
 
@@ -115,7 +126,7 @@ def results_csv(run_list: list[Run]) -> str:
     """``results.csv``: :func:`summarise`'s long table of finished runs."""
     rows = summarise(_ordered([r for r in run_list if r.finished]))
     columns = ["method", "setting", "superclasses", "data", "profile", "epochs", "seeds", "metric", "member",
-               "mean", "std", "n", "paper"]
+               "mean", "std", "n", "paper", "mutual_weight"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -15,7 +15,6 @@ Definitions used throughout:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +64,7 @@ class Run:
     probs: torch.Tensor | None  # (K, N, C) float32 test probabilities after the last epoch
     y: torch.Tensor | None      # (N,) fine labels
     coarse: torch.Tensor | None  # (N,) the dataset's superclass labels
+    class_names: tuple[str, ...] | None = None  # from config.json's superclass record, if any
 
     @property
     def finished(self) -> bool:
@@ -79,13 +79,14 @@ class Run:
 def load_run(run_dir: str | Path) -> Run:
     """Read ``config.json``, ``metrics.jsonl`` and (when present) ``predictions.pt``."""
     run_dir = Path(run_dir)
-    saved = json.loads((run_dir / runs.CONFIG).read_text())
+    saved = runs.read_record(run_dir)  # a damaged file: one line naming it
     probs = y = coarse = None
     if (run_dir / runs.PREDICTIONS).is_file():
-        pred = torch.load(run_dir / runs.PREDICTIONS, map_location="cpu", weights_only=True)
+        pred = runs.read_predictions(run_dir)
         probs, y, coarse = pred["probs"].float(), pred["y"].long(), pred["coarse"].long()
+    names = (saved.get("superclasses") or {}).get("classes")
     return Run(run_dir, saved["config"], saved.get("provenance", {}), runs.read_metrics(run_dir),
-               probs, y, coarse)
+               probs, y, coarse, tuple(names) if names else None)
 
 
 def load_runs(run_root: str | Path, methods=None) -> list[Run]:
@@ -118,7 +119,8 @@ def runs_frame(run_list: list[Run]):
 
     return pd.DataFrame([{
         "run": r.label, "method": r.config["method"], "superclasses": superclass_source(r.config),
-        "seed": r.config["seed"], "data": r.config["data"], "profile": r.config["profile"],
+        "seed": r.config["seed"], "mutual weight": mutual_weight(r.config), "data": r.config["data"],
+        "profile": r.config["profile"],
         "epochs done": r.metrics[-1]["epoch"] if r.metrics else 0, "epochs": r.config["epochs"],
         "finished": r.finished,
         "last test top-1 [%]": " / ".join(f"{a:.2f}" for a in r.metrics[-1]["test_acc"]) if r.metrics else "-",
@@ -149,20 +151,26 @@ def setting_text(setting: tuple) -> str:
 def row_key(row: dict) -> tuple:
     """The group key of a :func:`summarise` row, as :func:`group_key` gives it (setting as text)."""
     return (row["method"], row["superclasses"], row["data"], row["profile"], row["epochs"],
-            row["setting"])
+            row["setting"], row["mutual_weight"])
 
 
 def text_key(key: tuple) -> tuple:
     """:func:`group_key` with the constants as text, comparable with :func:`row_key`."""
-    return (*key[:5], setting_text(key[5]))
+    return (*key[:5], setting_text(key[5]), key[6])
+
+
+def mutual_weight(config: dict) -> float:
+    """The run's weight of the mutual (KL) term; run folders from before the field are DML's 1."""
+    return float(config.get("mutual_weight", 1.0))
 
 
 def group_key(run: "Run") -> tuple:
     """Runs that differ only in their seed (and execution details) share a group:
-    (method, superclasses, data, profile, epochs run, the method's constants)."""
+    (method, superclasses, data, profile, epochs run, the method's constants, mutual weight)."""
     c = run.config
     epochs = run.metrics[-1]["epoch"] if run.metrics else 0
-    return (c["method"], superclass_source(c), c["data"], c["profile"], epochs, mix_setting(c))
+    return (c["method"], superclass_source(c), c["data"], c["profile"], epochs, mix_setting(c),
+            mutual_weight(c))
 
 
 # ----------------------------------------------------------------------------- per run, per group
@@ -213,7 +221,7 @@ def summarise(run_list: list[Run]) -> list[dict]:
             groups.setdefault(group_key(run), []).append(run)
     rows = []
     for key, members in groups.items():
-        method, source, data, profile, epochs, setting = key
+        method, source, data, profile, epochs, setting, weight = key
         sums = [run_summary(r) for r in members]
         k = min(len(s["final"]) for s in sums) - 1
         seeds = " ".join(str(r.config["seed"]) for r in sorted(members, key=lambda r: r.config["seed"]))
@@ -222,12 +230,13 @@ def summarise(run_list: list[Run]) -> list[dict]:
                 j = i if member != "ensemble" else -1
                 mean, std, n = mean_std([s[metric][j] for s in sums])
                 paper = (PAPER_TABLE1[method][i] if metric in ("final", "best") and method in PAPER_TABLE1
-                         and i < 2 and member != "ensemble" and source == "cifar"
+                         and i < 2 and member != "ensemble" and source == "cifar" and weight == 1
                          and setting == paper_setting(method) else float("nan"))
                 rows.append({"method": method, "setting": setting_text(setting),
                              "superclasses": source, "data": data,
                              "profile": profile, "epochs": epochs, "seeds": seeds, "metric": metric,
-                             "member": member, "mean": mean, "std": std, "n": n, "paper": paper})
+                             "member": member, "mean": mean, "std": std, "n": n, "paper": paper,
+                             "mutual_weight": weight})
     return rows
 
 
@@ -239,16 +248,20 @@ def protocol_differences(config: dict) -> dict[str, tuple]:
 
 
 def group_label(config: dict) -> str:
-    """A group's name in tables and legends: the method, plus the superclass source if not CIFAR's."""
+    """A group's name in tables and legends: the method, plus the superclass source if not CIFAR's,
+    plus ``independent`` (or the weight) when the peers did not learn with DML's KL weight 1."""
     source = superclass_source(config)
-    return config["method"] if source == "cifar" else f"{config['method']} ({source})"
+    label = config["method"] if source == "cifar" else f"{config['method']} ({source})"
+    w = mutual_weight(config)
+    return label if w == 1 else f"{label}, independent" if w == 0 else f"{label}, KL weight {w:g}"
 
 
 def _ordered(run_list: list[Run]) -> list[Run]:
     from sdml.method.mixup import METHODS
 
     return sorted(run_list, key=lambda r: (METHODS.index(r.config["method"]),
-                                           superclass_source(r.config), r.config["seed"]))
+                                           superclass_source(r.config), mutual_weight(r.config),
+                                           r.config["seed"]))
 
 
 def curves_frame(run_list: list[Run]):

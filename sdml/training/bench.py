@@ -46,7 +46,8 @@ def bench_step(cfg: Config, steps: int = 20, warmup: int = 5, repeats: int = 3) 
     model = build_model(cfg, len(FINE_NAMES), device, fuse)
     compiled = use_compile(cfg, device)
     stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=compiled), data, cfg.temperature,
-                      use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg))
+                      use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg),
+                      mutual_weight=cfg.mutual_weight)
     gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "bench"))
     n_plan = max(steps, warmup, 1)
     plan = plan_epoch(data.train_y, cfg.batch_size, n_plan, cfg.method, superclass_of().to(device),

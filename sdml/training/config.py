@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, fields
 
 from sdml.data.cifar import DATASETS
+from sdml.method.losses import check_mutual_weight
 from sdml.method.mixup import DEFAULTS, METHODS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -46,6 +47,8 @@ class Config:
     shortcut: str = "A"                # A: zero-padding identity | B: 1x1 conv projection
     peers: int = 2                     # K models trained together
     temperature: float = 1.0           # softmax temperature of the KL term
+    mutual_weight: float = 1.0         # weight of the mutual (KL) term: 1 = DML, 0 = independent
+                                       # peers (cross entropy only; peers = 1 allowed)
     # --- optimisation
     epochs: int = 200                  # passes over the train split
     batch_size: int = 64               # samples per step; all peers see the same mixed batch
@@ -93,8 +96,8 @@ class Config:
                 or (self.depth - 2) % 6):
             raise ValueError(f"depth: {self.depth!r}; allowed: 6n + 2 with n >= 1 (8, 20, 32, 56, 110)")
         _int("width", self.width, 1)
-        _int("peers", self.peers, 2)
-        _int("epochs", self.epochs, 1)
+        _int("peers", self.peers, 1)
+        _int("epochs", self.epochs, 1, 100_000)  # a bound, so that a typo cannot fill the memory
         _int("batch_size", self.batch_size, 2)
         _int("eval_batch_size", self.eval_batch_size, 1)
         _int("max_steps_per_epoch", self.max_steps_per_epoch, 0)
@@ -112,6 +115,7 @@ class Config:
         if (isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float))
                 or not math.isfinite(self.weight_decay) or self.weight_decay < 0):
             raise ValueError(f"weight_decay: {self.weight_decay!r}; allowed: a number >= 0")
+        check_mutual_weight(self.mutual_weight, self.peers)
         ms = self.milestones
         if (not isinstance(ms, (tuple, list))
                 or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in ms)
@@ -166,7 +170,13 @@ def make_config(profile: str = "paper", **overrides) -> Config:
     if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
     values["profile"] = profile
-    return Config(**values).validate()
+    cfg = Config(**values).validate()
+    if overrides.get("milestones") is not None and any(m > cfg.epochs for m in cfg.milestones):
+        # a profile's own milestones past a shorter --epochs are inert; ones asked for are a slip
+        raise ValueError(f"milestones: {list(cfg.milestones)} goes beyond the last epoch "
+                         f"({cfg.epochs}), so the lr would never drop there; allowed: epochs "
+                         f"1..{cfg.epochs}")
+    return cfg
 
 
 def from_dict(d: dict) -> Config:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from sdml.training import runs
 from sdml.models.fused import GroupedPeers, merge_optimizer_states, split_optimizer_state
 from sdml.io.atomic import atomic_torch_save
@@ -48,8 +46,8 @@ def settle_checkpoints(run_dirs: list[Path]) -> None:
     """Finish a commit whose next checkpoints were all written (some may be swapped in already),
     or undo one that was cut while they were being written; then no next checkpoint is left."""
     done = [runs.load_checkpoint_epoch(d) for d in run_dirs]
-    pending = [int(torch.load(Path(d) / NEXT_CHECKPOINT, map_location="cpu", weights_only=True)
-                   ["epoch"]) if (Path(d) / NEXT_CHECKPOINT).exists() else None for d in run_dirs]
+    pending = [runs.read_checkpoint(Path(d) / NEXT_CHECKPOINT, mmap=True)["epoch"]
+               if (Path(d) / NEXT_CHECKPOINT).exists() else None for d in run_dirs]
     top = max(done + [p for p in pending if p is not None])
     if all(e == top or (p == top and e + 1 == top) for e, p in zip(done, pending)):
         for d, e in zip(run_dirs, done):
@@ -59,10 +57,13 @@ def settle_checkpoints(run_dirs: list[Path]) -> None:
         (Path(d) / NEXT_CHECKPOINT).unlink(missing_ok=True)
 
 
-def load_runs(run_dirs: list[Path], model: GroupedPeers, optimizer, device) -> int:
-    """Restore the job from its runs' checkpoints; returns the number of finished epochs."""
-    states = [torch.load(Path(d) / runs.CHECKPOINT, map_location=device, weights_only=True)
-              for d in run_dirs]
+def load_runs(run_dirs: list[Path], model: GroupedPeers, optimizer, device,
+              states: list[dict] | None = None) -> int:
+    """Restore the job from its runs' checkpoints (or their ``states`` already read and checked);
+    returns the number of finished epochs."""
+    if states is None:
+        states = [runs.read_checkpoint(Path(d) / runs.CHECKPOINT, map_location=device)
+                  for d in run_dirs]
     for d, state in zip(run_dirs, states):
         if state["fuse"] != "grouped":
             raise ValueError(f"fuse: {str(d)!r} holds a {state['fuse']!r} checkpoint; a fused job "

@@ -2,9 +2,10 @@
 
 R runs of K peers become one ``GroupedPeers(k=K, runs=R)`` network (:mod:`sdml.models.fused`): each run
 mixes its own batch with its own plan, the R batches go in side by side on the channel axis, one
-forward gives (R*K, B, C) logits, each run's DML losses use its own labels, partners, ratios and
-temperature, and their sum takes one backward and one SGD step (SGD is per element, so one
-optimiser over all runs equals one per run). Every run starts from its own seed's weights and
+forward gives (R*K, B, C) logits, each run's DML losses use its own labels, partners, ratios,
+temperature and weight of the mutual term (so independent and mutual runs share a job), and
+their sum takes one backward and one SGD step (SGD is per element, so one optimiser over all
+runs equals one per run). Every run starts from its own seed's weights and
 draws its own epoch plans exactly as :func:`sdml.training.train.train` does, so run r of a fused job
 reproduces the single run of its config (up to float rounding).
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.data.batches import crop_flip, normalize
 from sdml.training.config import Config
@@ -30,13 +32,13 @@ from sdml.method.losses import dml_losses
 from sdml.method.mixup import mix_images
 from sdml.training.step import EpochPlan, Stepper, plan_epoch
 from sdml.training.train import (build_model, check_finite, evaluate, lr_schedule, make_optimizer,
-                                 predict, resolve_device, resolve_mix_params, set_lr,
+                                 mode_text, predict, resolve_device, resolve_mix_params, set_lr,
                                  steps_per_epoch, stream_seed, summary_line, tqdm, use_compile,
                                  use_graphs)
 
 #: Config fields in which the runs of one job may differ (they do not change the job's shapes).
 MAY_DIFFER = ("method", "alpha", "same_ratio", "diff_ratio", "same_alpha", "diff_alpha",
-              "superclasses", "wordnet_k", "seed", "temperature", "profile")
+              "superclasses", "wordnet_k", "seed", "temperature", "mutual_weight", "profile")
 
 
 def check_job(cfgs: list[Config], run_dirs: list) -> list[Config]:
@@ -70,9 +72,10 @@ def stack_plans(plans: list[EpochPlan]) -> EpochPlan:
 
 
 def fused_forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temperatures,
-                         use_amp: bool):
+                         use_amp: bool, mutual_weight=None):
     """:func:`sdml.training.step.forward_losses` for R runs at once; inputs stacked (R, B, ...).
 
+    ``temperatures`` and ``mutual_weight`` (None: 1 for every run) hold one number per run.
     Returns the (R, K) DML losses and the (R, B) partners' labels.
     """
     r, b = y.shape
@@ -87,8 +90,9 @@ def fused_forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, 
         logits = model(x)  # (R*K, B, C)
     logits = logits.float().unflatten(0, (r, -1))  # (R, K, B, C)
     y_partner = y.gather(1, partner)  # (R, B)
-    losses = torch.stack([dml_losses(logits[i], y[i], y_partner[i], lam[i], temperatures[i])
-                          for i in range(r)])  # (R, K)
+    weights = (1.0,) * r if mutual_weight is None else mutual_weight
+    losses = torch.stack([dml_losses(logits[i], y[i], y_partner[i], lam[i], temperatures[i],
+                                     weights[i]) for i in range(r)])  # (R, K)
     return losses, y_partner
 
 
@@ -97,9 +101,13 @@ class FusedStepper(Stepper):
     ``__call__`` returns the (R, K) losses and the (R, B) labels and partners' labels."""
 
     def __init__(self, model, optimizer, data, temperatures, use_amp: bool, compile: bool,
-                 graphs: bool = False):
+                 graphs: bool = False, mutual_weights=None):
+        weights = tuple(mutual_weights) if mutual_weights is not None else (1.0,) * len(temperatures)
+        if len(weights) != len(temperatures):
+            raise ValueError(f"mutual_weights: {len(weights)} for {len(temperatures)} runs; "
+                             f"allowed: one per run")
         super().__init__(model, optimizer, data, tuple(temperatures), use_amp, compile,
-                         forward=fused_forward_losses, graphs=graphs)
+                         forward=fused_forward_losses, graphs=graphs, mutual_weight=weights)
 
 
 def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
@@ -166,35 +174,47 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     for ``cfgs[r]`` (with ``fuse="grouped"``). A non-finite loss in any run stops the job with
     ``FloatingPointError``; every run keeps its last committed checkpoint.
     """
-    from sdml.data.batches import to_device
     from sdml.data.load import dataset_for
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
 
-    cfgs, run_dirs = check_job(cfgs, run_dirs), [Path(d) for d in run_dirs]
+    progress_bar = progress
+    cfgs = check_job(cfgs, run_dirs)
+    run_dirs = [resume_mod.run_folder(d, "run_dirs") for d in run_dirs]
     cfg = cfgs[0]
-    device = resolve_device(cfg.device)  # fail before touching any run folder
+    resolve_device(cfg.device)  # fail before touching any run folder
     # setup: superclasses, mixing parameters and data (all validated before a folder is used)
     scs = [resolve_superclasses(c.superclasses, c.wordnet_k) for c in cfgs]
     mix_params = [resolve_mix_params(c) for c in cfgs]
     arrays = dataset_for(cfgs[0])
     steps_per_epoch(cfgs[0], len(arrays.train_y))  # a batch larger than the data fails here, early
-    # run folders: refuse before any is touched; finish or undo a commit a kill interrupted
-    held = [d for d in run_dirs if (d / runs.CONFIG).exists()]
-    if held and not resume:
-        raise ValueError(f"out: {str(held[0])!r} already holds a run; pass --resume to continue "
-                         f"the job, or choose other folders")
-    if held:
-        settle_checkpoints(held)
-    done_each = [runs.load_checkpoint_epoch(d) if d in held else 0 for d in run_dirs]
-    if len(set(done_each)) > 1:
-        raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
-                         f"resumes runs at the same epoch (resume the others alone first)")
-    names = [d.name for d in run_dirs]
-    started = [runs.start(d, c, resume, extra={"superclasses": sc.to_json(),
-                                               "fused_job": {"runs": names, "index": r}})
-               for r, (d, c, sc) in enumerate(zip(run_dirs, cfgs, scs))]
-    cfgs = [c for c, _ in started]
+    identity = resume_mod.dataset_identity(cfg.data, arrays)
+    deps_each = [resume_mod.depends(sc, identity) for sc in scs]
+    with resume_mod.claimed(run_dirs):  # this job alone holds its folders, for its life
+        # check every folder before any is written
+        names = [d.name for d in run_dirs]
+        records = [resume_mod.check_record(d, c, resume, {**dep, "fused_job": {"runs": names, "index": r}})
+                   for r, (d, c, dep) in enumerate(zip(run_dirs, cfgs, deps_each))]
+        held = [d for d, rec in zip(run_dirs, records) if not rec.new]
+        if held:  # finish or undo a commit of all runs' checkpoints that a kill interrupted
+            settle_checkpoints(held)
+        progress = [None if rec.new else resume_mod.check_progress(d, rec.cfg, "grouped")
+                    for d, rec in zip(run_dirs, records)]
+        done_each = [p.done if p else 0 for p in progress]
+        if len(set(done_each)) > 1:
+            raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
+                             f"resumes runs at the same epoch (resume the others alone first)")
+        for d, rec, prog in zip(run_dirs, records, progress):
+            resume_mod.begin(d, rec, prog)
+        return _train_job([rec.cfg for rec in records], run_dirs, progress, scs, mix_params,
+                          arrays, progress_bar, log, on_epoch)
+
+
+def _train_job(cfgs, run_dirs, progress, scs, mix_params, arrays, progress_bar, log,
+               on_epoch) -> list[list[dict]]:
+    """:func:`train_many` once its folders are claimed and checked."""
+    from sdml.data.batches import to_device
+    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
+
     cfg, device = cfgs[0], resolve_device(cfgs[0].device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -205,19 +225,23 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     model = build_job_model(cfgs, num_classes, device)
     compiled = use_compile(cfg, device)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
-    done = load_runs(run_dirs, model, optimizer, device) if done_each[0] else 0
+    done = 0
+    if progress[0] is not None and progress[0].done:
+        done = load_runs(run_dirs, model, optimizer, device, states=[p.state for p in progress])
     lrs = lr_schedule(cfg)
     stepper = FusedStepper(model, optimizer, data, [c.temperature for c in cfgs],
-                           use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg))
+                           use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg),
+                           mutual_weights=[c.mutual_weight for c in cfgs])
     log(f"[sdml] fused job | {r_runs} runs x {k} x ResNet-{cfg.depth} (width {cfg.width}, grouped, "
         f"{r_runs * k} peers) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for d, c in zip(run_dirs, cfgs):
-        log(f"[sdml]   {d} | {c.method} | superclasses {c.superclasses} | seed {c.seed}")
+        log(f"[sdml]   {d} | {c.method} | {mode_text(c.mutual_weight)} | superclasses "
+            f"{c.superclasses} | seed {c.seed}")
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train all runs
         rows = [{"epoch": epoch + 1, "lr": lrs[epoch], **metrics} for metrics in
-                train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress)]
+                train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress_bar)]
         # evaluate: every run sees the same test images
         probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)  # (R*K, N, C)
         for row, p in zip(rows, probs.unflatten(0, (r_runs, k))):
@@ -256,14 +280,17 @@ def train_runs(cfgs: list[Config], run_dirs: list, progress: bool = True, log=pr
 # ----------------------------------------------------------------------------- a job's runs
 
 def run_name(cfg: Config) -> str:
-    """A config's run folder name, :func:`sdml.training.runs.run_name` of its method, superclasses
-    and seed (the name notebook 04 gives the same run)."""
-    return runs.run_name(cfg.method, cfg.superclasses, cfg.seed)
+    """A config's run folder name, :func:`sdml.training.runs.run_name` of its method, superclasses,
+    seed and weight of the mutual term (the name notebook 04 gives the same run)."""
+    return runs.run_name(cfg.method, cfg.superclasses, cfg.seed, cfg.mutual_weight)
 
 
-def plan_many(base: Config, methods, seeds, out_root) -> tuple[list[Config], list[Path]]:
-    """One config per (method, seed), ``base`` otherwise, each in ``out_root/<run_name>``."""
+def plan_many(base: Config, methods, seeds, out_root, independent=()) -> tuple[list[Config], list[Path]]:
+    """One config per (method, seed), ``base`` otherwise, each in ``out_root/<run_name>``; with
+    ``independent``, also one per (method of it, seed) with ``mutual_weight = 0`` (the control)."""
     cfgs = [dataclasses.replace(base, method=m, seed=s).validate() for m in methods for s in seeds]
+    cfgs += [dataclasses.replace(base, method=m, seed=s, mutual_weight=0.0).validate()
+             for m in independent for s in seeds]
     dirs = [Path(out_root) / run_name(c) for c in cfgs]
     for i, d in enumerate(dirs):
         if d in dirs[:i]:

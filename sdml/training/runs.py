@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from sdml.training.config import Config, from_dict
-from sdml.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from sdml.io.atomic import atomic_torch_save, atomic_write_text
+from sdml.io.readback import DamagedFile, read_json, read_jsonl, read_torch
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -79,48 +80,13 @@ def provenance() -> dict:
     return info
 
 
-def start(run_dir: Path, cfg: Config, resume: bool, extra: dict | None = None) -> tuple[Config, int]:
-    """Prepare ``run_dir`` for training; returns the config to use and the first epoch to run.
-
-    A folder holding another run is never overwritten: without ``resume`` it is refused.
-    """
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / CONFIG
-    if cfg_path.exists():
-        if not resume:
-            raise ValueError(f"out: {str(run_dir)!r} already holds a run; pass --resume to continue "
-                             f"it, or choose another --out")
-        saved = from_dict(json.loads(cfg_path.read_text())["config"])
-        for name, value in cfg.to_dict().items():
-            if name in RESUMABLE or name == "profile":
-                continue
-            if saved.to_dict()[name] != value:
-                raise ValueError(f"{name}: {value!r} differs from the run being resumed "
-                                 f"({saved.to_dict()[name]!r}); only {', '.join(RESUMABLE)} may change")
-        for name in RESUMABLE:
-            setattr(saved, name, getattr(cfg, name))
-        cfg = saved.validate()
-        record = json.loads(cfg_path.read_text())
-        if record["config"] != cfg.to_dict():  # e.g. more epochs: the folder says what it holds
-            record["config"] = cfg.to_dict()
-            record.setdefault("resumed_with", []).append(provenance())
-            atomic_write_json(cfg_path, record)
-        first = load_checkpoint_epoch(run_dir)
-        trim_metrics(run_dir, first)
-        return cfg, first
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, {"config": cfg.to_dict(), "provenance": provenance(), "seed": cfg.seed,
-                                 **(extra or {})})
-    (run_dir / METRICS).unlink(missing_ok=True)
-    return cfg, 0
-
-
 def load_checkpoint_epoch(run_dir: Path) -> int:
+    """The finished epochs of the run's checkpoint (0 without one)."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return 0
     # mmap: reading the epoch does not read the weights and optimizer state from disk
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    return read_checkpoint(path, mmap=True)["epoch"]
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model, optimizer, fuse: str) -> None:
@@ -129,18 +95,45 @@ def save_checkpoint(run_dir: Path, epoch: int, model, optimizer, fuse: str) -> N
                        "optimizer": optimizer.state_dict()}, Path(run_dir) / CHECKPOINT)
 
 
-def load_checkpoint(run_dir: Path, model, optimizer, fuse: str, device) -> int:
-    """Restore model and optimizer from ``run_dir``; returns the number of finished epochs."""
+def load_checkpoint(run_dir: Path, model, optimizer, fuse: str, device, state: dict | None = None) -> int:
+    """Restore model and optimizer from ``run_dir`` (or from its ``state`` already read and
+    checked by :func:`sdml.training.resume.check_progress`); returns the finished epochs."""
     path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
-        return 0
-    state = torch.load(path, map_location=device, weights_only=True)
+    if state is None:
+        if not path.exists():
+            return 0
+        state = read_checkpoint(path, map_location=device)
     if state["fuse"] != fuse:
         raise ValueError(f"fuse: {fuse!r} differs from the checkpoint's {state['fuse']!r}; "
                          f"resume with --fuse {state['fuse']}")
-    model.load_peer_state_dicts(state["peers"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        model.load_peer_state_dicts(state["peers"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        raise DamagedFile(path, f"does not fit this run's model ({type(err).__name__}: "
+                                f"{' '.join(str(err).split())[:160]})", CHECKPOINT_FIX) from None
     return int(state["epoch"])
+
+
+CHECKPOINT_FIX = ("delete it to train the run again from epoch 0 (its metrics are trimmed to "
+                  "match), or restore it from a copy")
+METRICS_FIX = "restore it from a copy, or move the run folder away and start a new run"
+CONFIG_FIX = ("the run's settings are lost: restore the file from a copy, or move the run folder "
+              "away and start a new run")
+
+
+def read_checkpoint(path: Path, map_location="cpu", mmap: bool = False) -> dict:
+    """A checkpoint read and checked: its keys, and ``epoch`` a count of finished epochs."""
+    state = read_torch(path, CHECKPOINT_FIX, ("epoch", "fuse", "peers", "optimizer"),
+                       map_location=map_location, mmap=mmap)
+    epoch, peers = state["epoch"], state["peers"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise DamagedFile(path, f"its epoch {epoch!r} is not a count of finished epochs", CHECKPOINT_FIX)
+    if not isinstance(peers, list) or not all(isinstance(p, dict) for p in peers):
+        raise DamagedFile(path, "its 'peers' is not a list of state dicts", CHECKPOINT_FIX)
+    if not isinstance(state["optimizer"], dict) or not isinstance(state["fuse"], str):
+        raise DamagedFile(path, "its optimizer state or fuse mode is malformed", CHECKPOINT_FIX)
+    return state
 
 
 def save_predictions(run_dir: Path, probs: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor) -> None:
@@ -149,26 +142,62 @@ def save_predictions(run_dir: Path, probs: torch.Tensor, y: torch.Tensor, coarse
                       Path(run_dir) / PREDICTIONS)
 
 
+def read_predictions(run_dir: Path) -> dict:
+    path = Path(run_dir) / PREDICTIONS
+    return read_torch(path, "delete it and run `--resume` to predict again from the checkpoint",
+                      ("probs", "y", "coarse"))
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (none when it is missing); a line cut by a kill during an
+    append is left out (``--resume`` removes it from the file)."""
+    return read_metrics_cut(run_dir)[0]
+
+
+def read_metrics_cut(run_dir: Path) -> tuple[list[dict], bool]:
+    """:func:`read_metrics` and whether the last line was cut short."""
     path = Path(run_dir) / METRICS
     if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [], False
+    rows, cut = read_jsonl(path, METRICS_FIX, required=("epoch",))
+    for n, row in enumerate(rows, 1):
+        if isinstance(row["epoch"], bool) or not isinstance(row["epoch"], int):
+            raise DamagedFile(path, f"row {n} has epoch {row['epoch']!r}, not an integer", METRICS_FIX)
+    return rows, cut
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """One line more; a kill or a full disk mid-line leaves a cut last line, which ``--resume``
+    removes (:func:`sdml.io.readback.read_jsonl`)."""
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
 
 
-def trim_metrics(run_dir: Path, epochs_done: int) -> None:
-    """Drop metric lines of epochs whose checkpoint was never written (a kill between the two)."""
-    rows = [r for r in read_metrics(run_dir) if r["epoch"] <= epochs_done]
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def read_record(run_dir: Path) -> dict:
+    """``config.json`` read and checked: a JSON object whose ``config`` is a valid config."""
+    path = Path(run_dir) / CONFIG
+    record = read_json(path, CONFIG_FIX)
+    if not isinstance(record.get("config"), dict):
+        raise DamagedFile(path, "has no 'config' object", CONFIG_FIX)
+    try:
+        from_dict(record["config"])
+    except (ValueError, TypeError) as err:
+        raise DamagedFile(path, f"its config is not valid ({err})", CONFIG_FIX) from None
+    return record
+
+
 def read_config(run_dir: Path) -> Config:
-    return from_dict(json.loads((Path(run_dir) / CONFIG).read_text())["config"])
+    return from_dict(read_record(run_dir)["config"])
 
 
 def superclasses_name(superclasses: str) -> str:
@@ -176,6 +205,9 @@ def superclasses_name(superclasses: str) -> str:
     return superclasses if superclasses in ("cifar", "wordnet") else Path(superclasses).stem
 
 
-def run_name(method: str, superclasses: str, seed: int) -> str:
-    """``<method>-<superclasses>-seed<seed>``, superclasses by :func:`superclasses_name`."""
-    return f"{method}-{superclasses_name(superclasses)}-seed{seed}"
+def run_name(method: str, superclasses: str, seed: int, mutual_weight: float = 1.0) -> str:
+    """``<method>-<superclasses>-seed<seed>``, superclasses by :func:`superclasses_name`; a weight
+    of the mutual term other than DML's 1 adds ``-kl<weight>`` before the seed (``-kl0``: the
+    independent control)."""
+    kl = "" if mutual_weight == 1 else f"-kl{mutual_weight:g}"
+    return f"{method}-{superclasses_name(superclasses)}{kl}-seed{seed}"

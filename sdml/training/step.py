@@ -67,9 +67,10 @@ def step_inputs(data, plan: EpochPlan, i: int):
 
 
 def forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temperature: float,
-                   use_amp: bool):
-    """Augment, normalise, mix and run all peers on one batch; returns the (K,) DML losses,
-    ``y`` and the partners' labels."""
+                   use_amp: bool, mutual_weight: float = 1.0):
+    """Augment, normalise, mix and run all peers on one batch; returns the (K,) DML losses
+    (``mutual_weight`` 0: cross entropy only, the independent control), ``y`` and the partners'
+    labels."""
     x = normalize(crop_flip(x_u8, dy, dx, flip), mean, std)  # (B, 3, H, W) float32
     x = mix_images(x, partner, lam)  # every peer sees the same mixed batch
     if use_amp:
@@ -77,7 +78,7 @@ def forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temper
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         logits = model(x)  # (K, B, C)
     y_partner = y[partner]
-    return dml_losses(logits.float(), y, y_partner, lam, temperature), y_partner
+    return dml_losses(logits.float(), y, y_partner, lam, temperature, mutual_weight), y_partner
 
 
 def compile_errors() -> tuple[type, ...]:
@@ -112,9 +113,10 @@ class Stepper:
     """
 
     def __init__(self, model, optimizer, data, temperature, use_amp: bool, compile: bool,
-                 forward=forward_losses, graphs: bool = False):
+                 forward=forward_losses, graphs: bool = False, mutual_weight=1.0):
         self.model, self.optimizer, self.data = model, optimizer, data
         self.temperature, self.use_amp = temperature, use_amp
+        self.mutual_weight = mutual_weight
         self.eager_forward = self.forward = forward
         self.update = optimizer.step
         self.compiled = False
@@ -131,7 +133,8 @@ class Stepper:
         if self.graphs:  # a new iteration: the last step's graph outputs may be reused
             torch.compiler.cudagraph_mark_step_begin()
         losses, y_partner = self.forward(self.model, self.data.mean, self.data.std, x_u8, y, dy, dx,
-                                         flip, partner, lam, self.temperature, self.use_amp)
+                                         flip, partner, lam, self.temperature, self.use_amp,
+                                         mutual_weight=self.mutual_weight)
         # backward + update: each peer's loss reaches only that peer (teachers are detached)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.training.config import Config
 from sdml.training.step import Stepper, plan_epoch
@@ -91,13 +92,17 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float, tensor: bool = False) ->
 
 def check_finite(row: dict, where: str, epoch: int) -> None:
     """Stop on a non-finite training or test loss, before anything of this epoch is saved (the
-    test loss also catches weights broken by the epoch's last update)."""
+    test loss also catches weights broken by the epoch's last update). ``where`` names the
+    checkpoint(s) that keep the last good epoch."""
     values = list(row["train_loss"]) + list(row["test_loss"])
     if not all(math.isfinite(v) for v in values):
+        kept = (f"{where} still holds epoch {epoch}; the lr cannot change on --resume, so start a "
+                f"new run (another --out) with a lower --lr" if epoch else
+                "no checkpoint was written (it stopped in its first epoch); start again with a "
+                "lower --lr in a new folder, or delete this one first")
         raise FloatingPointError(
             f"non-finite loss in epoch {epoch + 1} (train {row['train_loss']}, test "
-            f"{row['test_loss']}); the run stopped and {where} still holds epoch {epoch} "
-            f"(try a lower --lr)")
+            f"{row['test_loss']}); the run stopped and {kept}")
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -196,20 +201,35 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     epoch; a non-finite loss stops the run with ``FloatingPointError`` and keeps the last good
     checkpoint.
     """
-    from sdml.data.batches import to_device
     from sdml.data.load import dataset_for
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
 
-    run_dir = Path(run_dir)
+    progress_bar = progress
+    run_dir = resume_mod.run_folder(run_dir)
     cfg.validate()
-    device = resolve_device(cfg.device)  # fail before touching the run folder
+    resolve_device(cfg.device)  # fail before touching the run folder
     # setup: superclasses, data and mixing parameters (all validated before the folder is used)
     sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
     mix_params = resolve_mix_params(cfg)
     arrays = dataset_for(cfg)
     steps_per_epoch(cfg, len(arrays.train_y))  # a batch larger than the data fails here, early
-    cfg, first_epoch = runs.start(run_dir, cfg, resume, extra={"superclasses": sc.to_json()})
+    deps = resume_mod.depends(sc, resume_mod.dataset_identity(cfg.data, arrays))
+    with resume_mod.claimed([run_dir]):  # this process alone, for the run's life
+        # check the folder, then write: nothing changes in it unless every check passed
+        record = resume_mod.check_record(run_dir, cfg, resume, deps)
+        fuse = resolve_fuse(record.cfg.fuse, resolve_device(record.cfg.device))
+        progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg, fuse)
+        resume_mod.begin(run_dir, record, progress)
+        return _train_claimed(record.cfg, run_dir, progress, sc, mix_params, arrays, progress_bar,
+                              log, on_epoch)
+
+
+def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays, progress_bar: bool,
+                   log, on_epoch) -> list[dict]:
+    """:func:`train` once the folder is claimed and checked."""
+    from sdml.data.batches import to_device
+    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
+
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -220,17 +240,19 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     model = build_model(cfg, len(arrays.fine_names), device, fuse)
     compiled = use_compile(cfg, device)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
-    done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
+    done = 0
+    if progress is not None and progress.state is not None:
+        done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device, state=progress.state)
     lrs = lr_schedule(cfg)
     stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
-                      compile=compiled, graphs=use_graphs(cfg))
-    log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
+                      compile=compiled, graphs=use_graphs(cfg), mutual_weight=cfg.mutual_weight)
+    log(f"[sdml] run {run_dir} | {cfg.method} | {mode_text(cfg.mutual_weight)} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train
         row = {"epoch": epoch + 1, "lr": lrs[epoch]}
-        row.update(train_one_epoch(stepper, data, cfg, superclass_of, epoch, mix_params, progress))
+        row.update(train_one_epoch(stepper, data, cfg, superclass_of, epoch, mix_params, progress_bar))
         # evaluate on the test split; superclass accuracy uses the dataset's own superclasses
         probs = predict(model, data, cfg.eval_batch_size, device)
         row.update(evaluate(probs, data.test_y, cifar_of))
@@ -254,6 +276,13 @@ def resolve_mix_params(cfg: Config) -> dict:
 
         params["similarity"] = normalised_similarity(load_similarity())
     return params
+
+
+def mode_text(mutual_weight: float) -> str:
+    """How the peers learn: ``DML`` (weight 1), ``independent`` (0) or ``DML, KL weight w``."""
+    if mutual_weight == 0:
+        return "independent"
+    return "DML" if mutual_weight == 1 else f"DML, KL weight {mutual_weight:g}"
 
 
 def summary_line(row: dict, epochs: int) -> str:

@@ -1,0 +1,136 @@
+"""Reading back what the kit wrote: one place that turns a damaged file into a one-line error.
+
+Every file the kit reads again (a run's ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``,
+``predictions.pt``, superclass mappings, caches) goes through these readers. A file that cannot
+be parsed raises :class:`DamagedFile`, whose message names the file, says what is wrong and what
+to do; the reader never half-reads a file and never unpickles anything but tensors
+(``torch.load(weights_only=True)``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import warnings
+from pathlib import Path
+
+
+class DamagedFile(ValueError):
+    """A file the kit wrote cannot be read back: truncated, malformed or not what it should be."""
+
+    def __init__(self, path: str | Path, what: str, fix: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {what}; {fix}")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+
+
+def read_text(path: str | Path, fix: str) -> str:
+    """The file's text; ``FileNotFoundError`` naming it when missing, DamagedFile when it is not
+    UTF-8 text."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; {fix}")
+    if not path.is_file():
+        raise DamagedFile(path, "is not a file", fix)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DamagedFile(path, f"is not UTF-8 text ({_one_line(err)})", fix) from None
+
+
+def read_json(path: str | Path, fix: str, kind: type = dict):
+    """A JSON document whose top level is ``kind`` (an object by default)."""
+    text = read_text(path, fix)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        what = "is empty" if not text.strip() else f"is not valid JSON ({err.msg} at line {err.lineno})"
+        raise DamagedFile(path, what, fix) from None
+    if not isinstance(obj, kind):
+        raise DamagedFile(path, f"holds a JSON {type(obj).__name__}, not a JSON "
+                                f"{'object' if kind is dict else kind.__name__}", fix)
+    return obj
+
+
+def read_jsonl(path: str | Path, fix: str, required: tuple[str, ...] = ()) -> tuple[list[dict], bool]:
+    """The rows of a JSON-lines log and whether its last line was cut (a kill during an append).
+
+    A last line without its newline that does not parse is what an interrupted append leaves;
+    it is reported (``True``), not raised, so that the caller can repair it. Any other line that
+    is not a JSON object holding ``required`` raises :class:`DamagedFile` naming its number.
+    """
+    text = read_text(path, fix)
+    lines = text.split("\n")
+    cut = False
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:  # no newline after the last line: it may be an append cut short
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+            cut = True
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DamagedFile(path, f"line {n} is not valid JSON ({err.msg})", fix) from None
+        if not isinstance(row, dict):
+            raise DamagedFile(path, f"line {n} is a JSON {type(row).__name__}, not an object", fix)
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise DamagedFile(path, f"line {n} has no {missing[0]!r}", fix)
+        rows.append(row)
+    return rows, cut
+
+
+def read_torch(path: str | Path, fix: str, required: tuple[str, ...] = (), map_location="cpu",
+               mmap: bool = False) -> dict:
+    """A dict saved with ``torch.save``, loaded with ``weights_only=True`` (tensors and plain
+    containers only: a pickled object or code inside is refused, never run)."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; {fix}")
+    try:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning is not the news
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (OSError, MemoryError) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # a file system error (permissions, I/O), not damage: the caller reports it
+        raise DamagedFile(path, f"cannot be read ({_one_line(err)})", fix) from None
+    except pickle.UnpicklingError:
+        raise DamagedFile(path, "is not a torch file of tensors (damaged, or pickled data other "
+                                "than tensors, which is refused and never run)", fix) from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, ... on a cut or damaged file
+        first = str(err).split(". ")[0]  # torch's messages go on with advice about other cases
+        raise DamagedFile(path, f"is truncated, damaged or not a torch file "
+                                f"({_one_line(type(err)(first))})", fix) from None
+    if not isinstance(obj, dict):
+        raise DamagedFile(path, f"holds a {type(obj).__name__}, not a dict of tensors", fix)
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise DamagedFile(path, f"has no {missing[0]!r} entry (it is not a file the kit wrote)", fix)
+    return obj
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_sha256(obj) -> str:
+    """A content hash of a JSON-able object: key order and whitespace do not matter."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
