@@ -20,7 +20,7 @@ GPUS ?=
 TRAIN_PROFILE = $(if $(filter auto,$(PROFILE)),$(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'demo')"),$(PROFILE))
 TRAIN_DATA = $(if $(filter auto,$(DATA)),$(if $(filter paper,$(TRAIN_PROFILE)),cifar100,synthetic),$(DATA))
 
-.PHONY: setup wordnet reproduce test lab train train-many bench
+.PHONY: setup wordnet reproduce test lab train train-many bench figures
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,11 @@ reproduce: setup wordnet
 test: setup
 	$(PY) -m pytest -q
 
+# JupyterLab on the notebooks; notebooks resolve data/, runs/ and figures/ against the project
+# root, so they share the runner's folders. Root (e.g. in a container) needs --allow-root.
 lab: setup wordnet
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # A smoke training run on synthetic data (seconds on a CPU).
 train: setup
@@ -67,3 +70,9 @@ train-many: setup
 # Throughput: a typical DML implementation against ours, interleaved in one process.
 bench: setup
 	$(PY) benchmarks/dml_bench.py --device auto --json runs/bench.json
+
+# Refresh the committed copy of the demo's figures that README.md shows (figures/readme/), on
+# purpose: the main job writes only into the git-ignored figures/<profile>/.
+figures: setup wordnet
+	$(PY) -m sdml.notebooks run --profile demo --data synthetic
+	mkdir -p figures/readme && cp figures/demo/*.png figures/readme/

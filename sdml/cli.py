@@ -13,16 +13,28 @@ from sdml.io.failures import (EXIT_CODES_HELP, OneLineParser, UsageError, descri
                                join_negative_values)
 from sdml.training.config import PROFILES, Config, make_config
 
-_FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?#\s*(.+)$")
+_FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?(#\s*)(.+)$")
+_MORE_LINE = re.compile(r"^(\s+#\s*)(.+)$")  # a comment continued on the next line(s)
 
 
 def field_help() -> dict[str, str]:
-    """Each config field's comment in ``config.py``: the one place fields are documented."""
-    out = {}
+    """Each config field's comment in ``config.py``: the one place fields are documented.
+
+    A comment continues on the following comment-only lines whose text starts in the same
+    column (a section comment such as ``# --- model`` starts further left).
+    """
+    out, name, column = {}, None, None
     for line in inspect.getsource(Config).splitlines():
         m = _FIELD_LINE.match(line)
         if m:
-            out[m.group(1)] = m.group(2).strip()
+            name, column = m.group(1), m.start(3)
+            out[name] = m.group(3).strip()
+            continue
+        more = _MORE_LINE.match(line)
+        if name is not None and more and more.end(1) == column:
+            out[name] += " " + more.group(2).strip()
+        else:
+            name = None
     return out
 
 
@@ -34,11 +46,20 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; allowed: true, false")
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--field`` option per config field; unset options keep the profile's value."""
+def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
+    """One ``--field`` option per config field; unset options keep the profile's value.
+
+    With ``auto``, ``--profile`` defaults to ``auto``: chosen as ``make reproduce`` does.
+    """
     helps = field_help()
-    parser.add_argument("--profile", default="paper", choices=sorted(PROFILES),
-                        help="preset of the config: paper (Table 1), smoke (seconds), demo (minutes)")
+    if auto:
+        parser.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)],
+                            help="preset of the config: paper (Table 1), smoke (seconds), demo "
+                                 "(minutes), auto (default: paper with a CUDA GPU, else demo, as "
+                                 "make reproduce chooses; said on stderr)")
+    else:
+        parser.add_argument("--profile", default="paper", choices=sorted(PROFILES),
+                            help="preset of the config: paper (Table 1), smoke (seconds), demo (minutes)")
     for f in fields(Config):
         if f.name == "profile":
             continue
@@ -57,7 +78,12 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     _path_option(args.data_dir, "data_dir")
     overrides = {f.name: getattr(args, f.name) for f in fields(Config) if f.name != "profile"}
-    return make_config(args.profile, **overrides)
+    profile = args.profile
+    if profile == "auto":
+        from sdml.notebooks.plan import resolve_profile
+
+        profile = resolve_profile("auto", log=lambda line: print(line, file=sys.stderr))
+    return make_config(profile, **overrides)
 
 
 def add_many_arguments(parser) -> None:
@@ -121,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
-    add_config_options(p)
+    add_config_options(p, auto=True)
 
     p = sub.add_parser("train-many", help="train several DML runs as one fused job",
                        description="One run per method and seed, fused into one grouped network; "
                                    "each run gets its own folder <method>-<superclasses>-seed<seed> "
                                    "under --out-root.")
     add_many_arguments(p)
-    add_config_options(p)
+    add_config_options(p, auto=True)
 
     p = sub.add_parser("bench", help="training-step throughput (one JSON line)",
                        description="Time the K-peer training step on random data; prints JSON.")

@@ -11,6 +11,7 @@ import pytest
 
 from sdml.notebooks import params as nbparams
 from sdml.notebooks import runner as notebooks
+from sdml.notebooks import stamps
 from sdml.training import runs
 
 METHODS = ["none", "superclass-beta"]  # two 04 runs keep the test short
@@ -225,6 +226,55 @@ def test_every_notebook_executes_and_writes_what_it_promises(executed):
     assert "| no mixup | - | cifar | synthetic | 3 | 0 |" in md
     csv_lines = (root / "runs" / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("method,") and len(csv_lines) > 10
+
+
+def test_the_console_shows_every_epoch_of_every_run_while_it_trains(executed):
+    _, _, log = executed
+    for method in METHODS:
+        label = f"04_train_dml [{method}-cifar-seed0]"
+        epochs = [int(m.group(1)) for line in log
+                  for m in [re.match(rf"\[sdml\]   {re.escape(label)}: .*epoch +(\d+)/3 ", line)] if m]
+        assert epochs == [1, 2, 3], (label, log)
+    assert not any("without encryption" in line for line in log)
+
+
+def test_progress_lines_pass_epoch_lines_only():
+    got = []
+    sink = notebooks.ProgressLines("04 [x]", got.append)
+    sink.write("loading...\nepoch   1/3 lr 0.1 loss 2.0 | test top-1 9.0\nrun-a: epoch   2/3 lr")
+    assert got == ["[sdml]   04 [x]: epoch   1/3 lr 0.1 loss 2.0 | test top-1 9.0"]
+    sink.write(" 0.1 loss 1.0\n\rprogress 50%\rrun-a: epoch   3/3 lr 0.1\nsaved figures\n")
+    assert got[1:] == ["[sdml]   04 [x]: run-a: epoch   2/3 lr 0.1 loss 1.0",
+                       "[sdml]   04 [x]: run-a: epoch   3/3 lr 0.1"]
+
+
+def test_a_rerun_skips_unchanged_notebooks_and_reruns_05_when_a_run_changes(executed):
+    root, plan, _ = executed
+    others = [s for s in plan if not s.run_dirs]
+    before = {s.output: s.output.stat().st_mtime_ns for s in others}
+    log = []
+    notebooks.run_plan(others, log=log.append)
+    assert len(log) == 4 and all(line.endswith("inputs and outputs unchanged, skipped") for line in log), log
+    assert {s.output: s.output.stat().st_mtime_ns for s in others} == before
+    results = others[-1]
+    source = notebooks.NOTEBOOK_DIR / "05_results.ipynb"
+    metrics = root / "runs" / "none-cifar-seed0" / runs.METRICS
+    text = metrics.read_text()
+    try:
+        metrics.write_text(text + "\n")  # a run file it reads changed
+        assert not stamps.unchanged(source, results.notebook, results.params, results.output)
+    finally:
+        metrics.write_text(text)
+    assert stamps.unchanged(source, results.notebook, results.params, results.output)
+    figure = root / "figures" / "reliability.png"
+    data = figure.read_bytes()
+    figure.unlink()  # an output gone
+    try:
+        assert not stamps.unchanged(source, results.notebook, results.params, results.output)
+    finally:
+        figure.write_bytes(data)
+    changed = {**results.params, "methods": ["none"]}  # other parameters
+    assert not stamps.unchanged(source, results.notebook, changed, results.output)
 
 
 def test_a_rerun_skips_finished_runs_and_resumes_unfinished_ones(executed):

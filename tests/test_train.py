@@ -224,3 +224,27 @@ def test_resume_across_compile_gives_the_step_the_lr_type_it_wants(tmp_path, mon
                     progress=False, log=lambda *_: None)
     want = {"on": {torch.Tensor}, "off": {float}}
     assert seen == [want[first], want[then]]
+
+
+def test_every_option_has_its_whole_help(capsys):
+    from sdml.cli import field_help
+
+    helps = field_help()
+    assert helps["compile"].endswith("graphs: on, plus CUDA graphs (mode reduce-overhead) where they hold")
+    assert "---" not in " ".join(helps.values())  # section comments are not taken as help
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "CUDA graphs (mode reduce-overhead) where they hold" in text
+
+
+def test_train_without_a_profile_picks_it_as_make_reproduce_does(capsys):
+    from sdml.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--out", "unused"])
+    cfg = config_from_args(args)
+    err = capsys.readouterr().err
+    expected = "paper" if torch.cuda.is_available() else "demo"
+    assert cfg.profile == expected and f"profile auto -> {expected}" in err
+    bench = build_parser().parse_args(["bench"])
+    assert config_from_args(bench).profile == "paper"  # bench keeps Table 1's step

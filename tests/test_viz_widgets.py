@@ -228,10 +228,50 @@ def test_widget_sample_button_draws_from_the_methods_law(arrays):
     independent = [float(sample_ratios("superclass-beta", y, y_partner, superclass_of(), twin,
                                        same_alpha=30.0, diff_alpha=preview.diff_alpha.value)[0])
                    for _ in range(8)]
-    assert draws == independent  # the slider's alpha reached the sampler
+    # the slider's alpha reached the sampler; each draw is shown on the slider's 0.01 step
+    assert draws == [widgets.on_step(d, 0.0, 1.0, 0.01) for d in independent]
     assert all(0.2 < d < 0.8 for d in draws)
     x, y = preview.result["density_x"], preview.result["density_y"]
     assert np.allclose(y, stats.beta.pdf(x, 30.0, 30.0))
+
+
+def test_sampled_ratios_sit_exactly_on_the_slider_step():
+    assert widgets.on_step(0.10000000149, 0.0, 1.0, 0.01) == 0.1  # what the browser would send back
+    assert widgets.on_step(0.996, 0.0, 1.0, 0.01) == 1.0
+    assert widgets.on_step(-0.2, 0.0, 1.0, 0.01) == 0.0
+    values = np.random.default_rng(0).random(500)
+    for v in values:
+        snapped = widgets.on_step(float(v), 0.0, 1.0, 0.01)
+        assert snapped == round(round(v * 100) / 100, 2) and abs(snapped - v) <= 0.005 + 1e-12
+
+
+def test_concurrent_redraws_never_leave_a_broken_picture(arrays):
+    """Two threads driving the preview at once (as ipykernel 7's comm thread and the shell do):
+    the picture left is the one a single thread draws for the final state."""
+    import threading
+
+    preview = widgets.MixingPreview(arrays, seed=3)
+    values = [round(0.05 * i, 2) for i in range(1, 19)]
+
+    def drive(chunk):
+        for v in chunk:
+            preview.lam.value = v
+
+    threads = [threading.Thread(target=drive, args=(values[i::2],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    shown = bytes(preview.image.value)
+    twin = widgets.MixingPreview(arrays, seed=3)
+    twin.lam.value = preview.lam.value
+    assert shown == bytes(twin.image.value)
+
+
+def test_widget_labels_are_not_cut(arrays):
+    preview = widgets.MixingPreview(arrays, seed=0)
+    for control in (preview.alpha, preview.same_alpha, preview.diff_alpha, preview.lam, preview.method):
+        assert control.style.description_width == "initial", control.description
 
 
 def test_widget_static_figure_and_bad_settings(arrays):

@@ -3,6 +3,11 @@
 papermill only warns about parameter names a notebook does not declare; the runner and the
 notebooks call :func:`validate` so that a typo or a bad value stops the run at once with a
 message that names the parameter and what is allowed.
+
+Relative folders (``data_dir``, ``run_root``, ``figures_dir``, a ``superclasses`` JSON file) are
+resolved against the project root (the folder holding the ``sdml`` package and ``notebooks/``),
+not the working folder: papermill runs a notebook from the project root, JupyterLab from
+``notebooks/``, and both must read and write the same ``data/``, ``runs/`` and ``figures/``.
 """
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ from typing import Any, Callable
 from sdml.training.config import DATASETS, DEVICES, PROFILES
 from sdml.method.mixup import METHODS, TABLE1_METHODS
 from sdml.training.runs import run_name
+
+#: The project root: relative folders in a notebook's parameters are taken from here.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PATHS = ("data_dir", "run_root", "figures_dir")  # parameters naming a folder
 
 NOTEBOOKS = ("01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
              "04_train_dml", "05_results")
@@ -90,7 +99,8 @@ COMMON: dict[str, Param] = {
 
 SPECS: dict[str, dict[str, Param]] = {
     "01_superclass_hierarchy": {"wordnet_k": _int(2, 99)(20)},
-    "02_mixing_preview": {"grid_pairs": _int(1, 12)(4)},
+    "02_mixing_preview": {"grid_pairs": _int(1, 12)(4),
+                          "interactive": _bool(True)},  # sliders on a plain Run All; runner: False
     "03_ratio_distributions": {"n_samples": _int(100)(20000)},
     "04_train_dml": {
         "method": _one_of(METHODS)("superclass-beta"),
@@ -132,6 +142,10 @@ def validate(notebook: str, **params) -> dict[str, Any]:
                              f"allowed: {allowed[name].allowed}")
     if notebook == "04_train_dml":
         check_train_params(out)
+    for name in PATHS:
+        out[name] = project_path(out[name])
+    if out.get("superclasses", "").endswith(".json"):
+        out["superclasses"] = project_path(out["superclasses"])
     return out
 
 
@@ -150,6 +164,12 @@ def check_train_params(out: dict) -> None:
     if out["independent"] and out["mutual_weight"] == 0:
         raise ValueError(f"independent: {out['independent']!r} with mutual_weight 0; the job's runs "
                          f"would be independent twice; allowed: [] or mutual_weight > 0")
+
+
+def project_path(path: str | Path) -> str:
+    """``path`` if absolute, else ``path`` under :data:`PROJECT_ROOT` (whatever the working folder)."""
+    path = Path(path).expanduser()
+    return str(path if path.is_absolute() else PROJECT_ROOT / path)
 
 
 def run_dir(params: dict) -> Path:

@@ -15,13 +15,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-def _colors(n: int) -> list:
-    """n hues dark enough for text on white; neighbours in id order get distant hues."""
-    import seaborn as sns
-
-    hues = sns.husl_palette(n, l=0.5, s=0.95)
-    step = next(s for s in (7, 9, 11, 13, 3, 1) if np.gcd(s, n) == 1)
-    return [hues[(i * step) % n] for i in range(n)]
+from sdml.notebooks.colours import superclass_colours
 
 
 def superclass_order(superclass_of: torch.Tensor) -> list[int]:
@@ -66,7 +60,7 @@ def dendrogram_figure(similarity: torch.Tensor, names, superclass_of: torch.Tens
     dist = 1.0 - np.asarray(similarity, dtype=np.float64)  # (C, C)
     np.fill_diagonal(dist, 0.0)
     z = linkage(squareform(dist, checks=False), method="average")  # (C - 1, 4)
-    colors = _colors(len(superclass_names))
+    colors = superclass_colours(len(superclass_names))
     fig = Figure(figsize=(10, 0.17 * len(names) + 1.5), layout="constrained")
     ax = fig.subplots()
     dendrogram(z, labels=list(names), orientation="left", ax=ax, leaf_font_size=7,
@@ -105,7 +99,7 @@ def similarity_heatmap(similarity: torch.Tensor, names, superclass_of: torch.Ten
     for e in edges:
         ax.axhline(e, color="white", lw=0.8)
         ax.axvline(e, color="white", lw=0.8)
-    colors = _colors(len(superclass_names))
+    colors = superclass_colours(len(superclass_names))
     for label, i in zip(ax.get_yticklabels(), order):
         label.set_color(colors[int(superclass_of[i])])
     for label, i in zip(ax.get_xticklabels(), order):
@@ -228,26 +222,39 @@ class LiveRuns:
                 for live, name in zip(self.curves, self.names)]
 
 
-def learning_curves(frame, title: str = "Learning curves (mean over seeds; band: ± 1 sd)") -> Figure:
-    """Test top-1 of the peers and of the ensemble, and train loss, per group over epochs.
+def band_note(n_seeds: int, n_peers: int) -> tuple[str, str]:
+    """What the learning curves' bands are: (peers and loss panels, ensemble panel)."""
+    seeds = f"{n_seeds} seeds" if n_seeds > 1 else "one seed"
+    peers = (f"mean and ± 1 sd over {n_peers} peers x {n_seeds} seeds" if n_seeds > 1
+             else f"mean and ± 1 sd of the {n_peers} peers ({seeds})")
+    ensemble = f"mean and ± 1 sd over {seeds}" if n_seeds > 1 else "one seed: no band"
+    return peers, ensemble
+
+
+def learning_curves(frame, title: str = "Learning curves") -> Figure:
+    """Test top-1 of the peers and of the ensemble, and train loss, per group over epochs; the
+    panels say what their bands are (:func:`band_note`).
 
     Args:
         frame: :func:`sdml.results.summary.curves_frame`'s long table.
     """
     import seaborn as sns
 
-    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
     axes = fig.subplots(1, 3)
     peers = frame[frame["member"] != "ensemble"]
+    n_seeds = int(frame.groupby("group")["seed"].nunique().max()) if len(frame) else 0
+    n_peers = int(peers.groupby("group")["member"].nunique().max()) if len(peers) else 0
+    peer_band, ensemble_band = band_note(n_seeds, n_peers)
     sns.lineplot(data=peers, x="epoch", y="test_acc", hue="group", errorbar="sd", ax=axes[0], marker="o")
     sns.lineplot(data=frame[frame["member"] == "ensemble"], x="epoch", y="test_acc", hue="group",
-                 errorbar="sd", ax=axes[1], marker="o", legend=False)
+                 errorbar="sd" if n_seeds > 1 else None, ax=axes[1], marker="o", legend=False)
     sns.lineplot(data=peers, x="epoch", y="train_loss", hue="group", errorbar="sd", ax=axes[2],
                  marker="o", legend=False)
-    for ax, t, y in ((axes[0], "peers (mean of models)", "test top-1 [%]"),
-                     (axes[1], "ensemble of the peers", "test top-1 [%]"),
-                     (axes[2], "train loss of the peers", "CE + KL on mixed batches")):
-        ax.set_title(t)
+    for ax, t, y in ((axes[0], f"peers: {peer_band}", "test top-1 [%]"),
+                     (axes[1], f"ensemble of the peers: {ensemble_band}", "test top-1 [%]"),
+                     (axes[2], f"train loss of the peers: {peer_band}", "CE + KL on mixed batches")):
+        ax.set_title(t, fontsize=9)
         ax.set_ylabel(y)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -267,16 +274,22 @@ def superclass_accuracy_bars(frame, title: str = "Test top-1 per CIFAR-100 super
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     ax.set_ylabel("test top-1 [%]")
-    ax.set_xlabel("")
+    ax.set_xlabel("CIFAR-100 superclass")
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
+    if ax.get_legend() is not None:  # beside the bars, never over them
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="method", fontsize=8)
     return fig
 
 
 def reliability_diagram(bins_by_group: dict[str, dict],
                         title: str = "Reliability of the peers (seeds pooled)") -> Figure:
-    """Accuracy against confidence per bin, one panel per group (:func:`sdml.results.summary.reliability_by_group`)."""
+    """Accuracy against confidence per bin, one panel per group (:func:`sdml.results.summary.reliability_by_group`).
+
+    Each non-empty bin is labelled with its number of predictions; bins holding under 1 % of
+    them are drawn pale, so a near-empty bin's gap is not read as a calibration failure.
+    """
     n = max(len(bins_by_group), 1)
     fig = Figure(figsize=(3.4 * n, 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
@@ -285,8 +298,14 @@ def reliability_diagram(bins_by_group: dict[str, dict],
         width = np.diff(edges)
         acc = np.nan_to_num(np.asarray(b["accuracy"]))
         conf = np.asarray(b["confidence"])
-        ax.bar(edges[:-1], acc, width=width, align="edge", color="tab:blue", edgecolor="white",
-               label="accuracy")
+        count = np.asarray(b["count"], dtype=np.float64)
+        sparse = count < 0.01 * max(count.sum(), 1)
+        ax.bar(edges[:-1], acc, width=width, align="edge", color=np.where(sparse, "#a9c6e8", "tab:blue"),
+               edgecolor="white", label="accuracy")
+        for left, w_, n, top in zip(edges[:-1], width, count, np.fmax(acc, np.nan_to_num(conf))):
+            if n > 0:
+                ax.text(left + w_ / 2, min(top + 0.02, 0.97), f"{int(n)}", ha="center", va="bottom",
+                        rotation=90, fontsize=5.5, color="0.3")
         ax.bar(edges[:-1], np.nan_to_num(conf), width=width, align="edge", fill=False,
                edgecolor="tab:red", lw=1.2, label="mean confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1)
@@ -296,5 +315,6 @@ def reliability_diagram(bins_by_group: dict[str, dict],
         ax.set_title(f"{label}\nECE = {100 * b['ece']:.2f} %", fontsize=9)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\nnumbers: predictions in the bin; pale: a bin with under 1 % of them",
+                 fontsize=10)
     return fig

@@ -5,13 +5,16 @@ seed, training all methods as one fused job), then 05. Every parameter set is ch
 with :func:`sdml.notebooks.params.validate` before anything runs (papermill itself only warns about
 unknown names). Notebooks run with papermill (kernel ``python3``, the repository root as working
 folder); executed copies go to ``<run_root>/executed/``. A 04 run whose folder holds all its
-epochs is skipped; an unfinished one is resumed by the notebook (``resume=True``).
+epochs is skipped; an unfinished one is resumed by the notebook (``resume=True``); any other
+notebook is skipped when its inputs and outputs are unchanged (:mod:`sdml.notebooks.stamps`).
+While a notebook runs, its epoch lines (one per run and epoch) are printed as they come.
 The first failing notebook stops the run with its name, the failing cell and the error.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -20,6 +23,7 @@ from pathlib import Path
 from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser, UsageError,
                               describe_failure, join_negative_values)
 from sdml.method.mixup import TABLE1_METHODS
+from sdml.notebooks import stamps
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
                                  resolve_data, resolve_fuse_runs, resolve_profile, run_state)
 
@@ -48,7 +52,35 @@ def failed_cell(output: Path) -> tuple[int | None, str]:
     return None, ""
 
 
-def execute(step: Step, log_output: bool = False) -> None:
+PROGRESS = re.compile(r"(^|: )epoch +\d+/\d+ |^\[sdml\]")  # training's per-epoch summary lines
+#: The kernel's own log goes to the runner's console; at WARNING it says on every start that
+#: it "is running over TCP without encryption" (local kernels do, on 127.0.0.1), so errors only.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+class ProgressLines:
+    """A file-like sink for a notebook's stdout that passes its progress lines to ``log``.
+
+    papermill writes each stream output as it arrives, so training's epoch lines reach the
+    console live; everything else stays in the executed copy only.
+    """
+
+    def __init__(self, label: str, log=print):
+        self.label, self.log, self.pending = label, log, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            line = line.rstrip("\r").split("\r")[-1]
+            if PROGRESS.search(line):
+                self.log(f"[sdml]   {self.label}: {line.removeprefix('[sdml] ').strip()}")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def execute(step: Step, log_output: bool = False, log=print) -> None:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -57,7 +89,8 @@ def execute(step: Step, log_output: bool = False) -> None:
     try:
         pm.execute_notebook(str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(step.output),
                             parameters=step.params, kernel_name="python3", cwd=str(REPO),
-                            progress_bar=False, log_output=log_output)
+                            progress_bar=False, log_output=log_output, extra_arguments=KERNEL_ARGS,
+                            stdout_file=None if log_output else ProgressLines(step.label, log))
     except PapermillExecutionError as err:
         index, line = failed_cell(step.output)
         where = f"cell {index} ({line!r})" if index else f"cell {err.cell_index} of the executed copy"
@@ -76,15 +109,22 @@ def prepare_data(plan: list[Step], log=print) -> None:
 
 
 def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
-    """Execute the plan in order, skipping finished 04 runs; stops at the first failure."""
+    """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
+    :mod:`sdml.notebooks.stamps`); stops at the first failure."""
     for i, step in enumerate(plan, 1):
         state = run_state(step)
+        source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
         if state == "done":
             log(f"[sdml] {i}/{len(plan)} {step.label}: finished run, skipped")
             continue
+        if state == "run" and stamps.unchanged(source, step.notebook, step.params, step.output):
+            log(f"[sdml] {i}/{len(plan)} {step.label}: inputs and outputs unchanged, skipped")
+            continue
         log(f"[sdml] {i}/{len(plan)} {step.label}" + (f" ({state})" if state != "run" else "") + " ...")
-        t0 = time.perf_counter()
-        execute(step, log_output)
+        t0, started = time.perf_counter(), time.time()
+        execute(step, log_output, log)
+        if state == "run":
+            stamps.record(source, step.notebook, step.params, step.output, started)
         log(f"[sdml] {i}/{len(plan)} {step.label}: done in {time.perf_counter() - t0:.0f} s "
             f"-> {step.output}")
 
@@ -177,7 +217,7 @@ def run_command(args) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_plan(plan, log_output=args.log_output)
+    run_plan(plan, log=lambda line: print(line, flush=True), log_output=args.log_output)
     return 0
 
 

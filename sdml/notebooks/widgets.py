@@ -8,10 +8,17 @@ Computing and drawing are apart: :meth:`MixingPreview.compute` is a pure functio
 (what the tests drive); :class:`PreviewView` owns one off-screen matplotlib figure whose artists
 are updated in place and rendered to PNG bytes for a ``widgets.Image``, so an update swaps one
 picture and never flickers, whatever matplotlib backend the kernel uses.
+
+JupyterLab 4 with ipykernel 7 handles widget messages on a thread of their own, so two updates
+(a click and the browser's echo of a slider value) can run at once; every action that draws or
+uses the generator holds one lock, so two redraws of the one figure never interleave. A sampled
+ratio is put on the slider's step before it is shown, so the browser has nothing to snap and
+send back.
 """
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import torch
@@ -25,6 +32,15 @@ from sdml.notebooks.viz import class_index, mix_pair, to_display, top_classes
 from sdml.notebooks.viz_ratios import GRID, pair_law
 
 TOP_K = 3  # bars in the label panel (a mixed label has at most two non-zero classes)
+LABEL_STYLE = {"description_width": "initial"}  # whole labels ("mixup alpha"), never cut
+
+
+def on_step(value: float, lo: float, hi: float, step: float) -> float:
+    """``value`` rounded onto the slider grid ``lo + k * step`` inside ``[lo, hi]``, as the
+    exact float the browser's slider would send back (so it sends nothing)."""
+    k = round((min(max(value, lo), hi) - lo) / step)
+    digits = max(0, -int(np.floor(np.log10(step)))) + 1
+    return float(min(max(round(lo + k * step, digits), lo), hi))
 
 
 class PreviewView:
@@ -105,11 +121,17 @@ class MixingPreview:
         # the k-th training sample of each class is shown; "new images" draws other ones
         self.members = [torch.nonzero(torch.as_tensor(arrays.train_y) == c).flatten()
                         for c in range(len(self.names))]
-        log_slider = dict(base=10, min=-1.5, max=1.5, step=0.05, readout_format=".2f", continuous_update=False)
-        self.class_a = w.Dropdown(options=self.names, value=_default(self.names, "orchid", 0), description="class A")
-        self.class_b = w.Dropdown(options=self.names, value=_default(self.names, "tulip", 1), description="class B")
-        self.method = w.Dropdown(options=self.methods, value="superclass-beta", description="method")
-        self.lam = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="ratio lam")
+        self.lock = threading.RLock()  # one redraw at a time (see the module's docstring)
+        log_slider = dict(base=10, min=-1.5, max=1.5, step=0.05, readout_format=".2f", continuous_update=False,
+                          style=LABEL_STYLE)
+        self.class_a = w.Dropdown(options=self.names, value=_default(self.names, "orchid", 0), description="class A",
+                                  style=LABEL_STYLE)
+        self.class_b = w.Dropdown(options=self.names, value=_default(self.names, "tulip", 1), description="class B",
+                                  style=LABEL_STYLE)
+        self.method = w.Dropdown(options=self.methods, value="superclass-beta", description="method",
+                                 style=LABEL_STYLE)
+        self.lam = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="ratio lam",
+                                 style=LABEL_STYLE)
         self.alpha = w.FloatLogSlider(value=DEFAULTS["mixup"]["alpha"], description="mixup alpha", **log_slider)
         self.same_alpha = w.FloatLogSlider(value=DEFAULTS["superclass-beta"]["same_alpha"],
                                            description="same alpha", **log_slider)
@@ -192,23 +214,27 @@ class MixingPreview:
     # ------------------------------------------------------------------ actions
     def refresh(self) -> None:
         """Recompute from the controls and redraw the one figure into the image widget."""
-        self.result = self.compute(self.state)
-        self.view.update(self.result)
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=90)
-        self.image.value = buf.getvalue()
+        with self.lock:
+            self.result = self.compute(self.state)
+            self.view.update(self.result)
+            buf = io.BytesIO()
+            self.figure.savefig(buf, format="png", dpi=90)
+            self.image.value = buf.getvalue()
 
     def sample_ratio(self) -> float:
-        """Draw lam from the chosen method's law and move the ratio slider there."""
-        lam = self.draw_ratio(self.state)
-        self.lam.value = lam  # the observer redraws
-        return lam
+        """Draw lam from the chosen method's law and move the ratio slider there (on its step)."""
+        with self.lock:
+            lam = self.draw_ratio(self.state)
+            lam = on_step(lam, self.lam.min, self.lam.max, self.lam.step)
+            self.lam.value = lam  # the observer redraws (the lock is re-entrant)
+            return lam
 
     def new_images(self) -> None:
         """Show other random training samples of the two classes."""
-        for key in self.index:
-            self.index[key] = int(torch.randint(1 << 30, (1,), generator=self.generator))
-        self.refresh()
+        with self.lock:
+            for key in self.index:
+                self.index[key] = int(torch.randint(1 << 30, (1,), generator=self.generator))
+            self.refresh()
 
     def static_figure(self, changes: list[dict]) -> Figure:
         """The same views drawn once, one row per dict of state changes (e.g. class_a, class_b,

@@ -25,16 +25,43 @@ PREDICTIONS = "predictions.pt"
 RESUMABLE = ("epochs", "device", "threads", "compile", "data_dir", "download")
 
 
-def git_revision() -> str | None:
-    """The repository's HEAD commit (with '-dirty' when there are local changes), if any."""
-    root = Path(__file__).resolve().parents[2]
+#: What counts as code for provenance: a change elsewhere (figures, docs) leaves a run "clean".
+CODE_PATHS = ("sdml", "notebooks", "tests", "benchmarks", "requirements.txt", "pyproject.toml",
+              "Makefile")
+
+
+def _notebook_sources(text: str) -> list | None:
+    """A notebook's cell types and sources: what a notebook's code is (outputs are not)."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5)
+        return [(c.get("cell_type"), "".join(c.get("source", []))) for c in json.loads(text)["cells"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def git_revision() -> str | None:
+    """The repository's HEAD commit, with '-dirty' when its code (:data:`CODE_PATHS`) has local
+    changes; a notebook counts as changed only if its cells' sources differ (an autosave that
+    adds outputs does not)."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5)
+
+    try:
+        rev = git("rev-parse", "HEAD")
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        changed = git("diff", "HEAD", "--name-only", "--", *CODE_PATHS).stdout.split()
+        dirty = False
+        for name in changed:
+            if not name.endswith(".ipynb") or not (root / name).is_file():
+                dirty = True
+                break
+            committed = git("show", f"HEAD:{name}")
+            if committed.returncode != 0 or (_notebook_sources(committed.stdout)
+                                             != _notebook_sources((root / name).read_text())):
+                dirty = True
+                break
         return rev.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
