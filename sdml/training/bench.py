@@ -39,8 +39,10 @@ def bench_step(cfg: Config, steps: int = 20, warmup: int = 5, repeats: int = 3) 
         raise ValueError(f"steps: {steps}, warmup: {warmup}, repeats: {repeats}; "
                          f"allowed: steps >= 1, warmup >= 0, repeats >= 1")
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu" or cfg.threads:
+        from sdml.training.threads import cpu_threads
+
+        torch.set_num_threads(cpu_threads(cfg.threads))
     fuse = resolve_fuse(cfg.fuse, device)
     data = to_device(random_arrays(cfg.batch_size * max(steps, warmup, 1)), device)
     model = build_model(cfg, len(FINE_NAMES), device, fuse)
