@@ -298,3 +298,43 @@ def test_grayscale_peers_have_one_input_channel_looped_or_fused():
     torch.testing.assert_close(out[2:], loop(x), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match=r"expected \(B, 2, H, W\), 1 channel"):
         two_runs(torch.randn(2, 3, 28, 28))
+
+
+def test_results_of_a_fashion_run_read_its_superclasses_and_show_no_paper_numbers(tmp_path,
+                                                                                   monkeypatch):
+    from sdml.results.report import results_markdown
+    from sdml.results.summary import load_runs, superclass_accuracy_frame
+
+    spec, _ = write_fashion(tmp_path / "data" / "fashion-mnist")
+    _train(tmp_path, monkeypatch, "fashion-mnist", spec, method="none")
+    run_list = load_runs(tmp_path)
+    text = results_markdown(run_list)
+    assert "71.51" not in text and "not run" not in text  # Table 1 is CIFAR-100's
+    assert "clothing.n.01, footwear.n.02, bag.n.04" in text
+    assert "about 40 %" in text  # (6 * 5/9 + 3 * 2/9 + 0) / 10 classes: uniform errors
+    frame = superclass_accuracy_frame(run_list)
+    assert sorted(set(frame["superclass"])) == ["bag.n.04", "clothing.n.01", "footwear.n.02"]
+
+
+def test_figures_show_grayscale_and_the_dataset_pairs(tmp_path):
+    from sdml.notebooks.viz import figure3_for, figure3_pairs, superclass_of_arrays, to_display
+
+    gray = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 4) * 20
+    shown = to_display(gray)
+    assert shown.shape == (3, 4, 3) and (shown[..., 0] == shown[..., 2]).all()
+    np.testing.assert_allclose(shown[..., 1], gray[0].numpy() / 255)
+    spec, _ = write_fashion(tmp_path / "fashion-mnist")
+    arrays = load_dataset_from(tmp_path, spec)
+    assert figure3_for(arrays.fine_names)[0][:2] == ("t-shirt_top", "shirt")
+    of = superclass_of_arrays(arrays)
+    examples = figure3_pairs(arrays, torch.Generator().manual_seed(0))
+    a, b = FASHION_MNIST_NAMES.index("t-shirt_top"), FASHION_MNIST_NAMES.index("sneaker")
+    assert [e.name_b for e in examples] == ["shirt", "sneaker", "sneaker"] and of[a] != of[b]
+    assert examples[0].mixed.shape == (1, 28, 28)
+
+
+def load_dataset_from(root: Path, spec):
+    """Generated Fashion-MNIST with its reference superclasses, as load_dataset fills them in."""
+    from sdml.data.load import _with_reference
+
+    return _with_reference(read_fashion_mnist(locate(root, False, spec), spec), spec)

@@ -46,7 +46,8 @@ def parse_idx(data: bytes, where: str, ndim: int) -> np.ndarray:
     if int(np.prod(dims, dtype=np.int64)) != body:
         raise ValueError(f"{where}: the header gives dimensions {dims} ({np.prod(dims)} values) "
                          f"but {body} bytes follow it; the file is truncated or malformed")
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    # a writable copy: torch refuses to share memory with a read-only buffer
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def read_idx(path: str | Path, md5: str, ndim: int) -> np.ndarray:
