@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,6 +57,8 @@ def main(argv=None) -> int:
     threads_list = sorted({1, cores}) + [0]
     rows = run_case("as it is", threads_list, args.profile, args.steps)
     spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    # a SIGTERM (timeout, a killed job) unwinds through `finally`, so the spinner never outlives us
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         time.sleep(1.0)  # let the scheduler see the spinner before the rule measures
         rows += run_case("one core held by a spinning process", threads_list, args.profile,

@@ -40,13 +40,13 @@ CIFAR100 = DatasetSpec(
     name="cifar100", classes="cifar100", shape=(3, 32, 32),
     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), crop_pad=4,
     superclasses="cifar", wordnet_k=20, files=(DatasetFile(ARCHIVE_NAME, CIFAR100_MD5),),
-    source=CIFAR100_URL)
+    source=CIFAR100_URL, title="CIFAR-100")
 CIFAR10 = DatasetSpec(
     name="cifar10", classes="cifar10", shape=(3, 32, 32),
     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), crop_pad=4,
     superclasses="wordnet", wordnet_k=2,
     files=(DatasetFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
-    source=CIFAR10_URL)
+    source=CIFAR10_URL, title="CIFAR-10")
 
 
 @dataclass(frozen=True)
@@ -215,11 +215,11 @@ def ensure_archive(spec: DatasetSpec, root: str | Path, download: bool = True) -
         hint = (f"Put the archive at {path} (from {spec.source}, md5 {file.md5}), "
                 f"or use the synthetic dataset instead (--data synthetic).")
         if not download:
-            raise FileNotFoundError(f"{spec.name} archive not found: {path}. {hint}")
+            raise FileNotFoundError(f"{spec.display_name} archive not found: {path}. {hint}")
         try:
             download_checked([spec.source], path, file.md5)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{spec.name} archive not found: {path}, and {err}. "
+            raise FileNotFoundError(f"{spec.display_name} archive not found: {path}, and {err}. "
                                     f"{hint}") from None
         return path
     check_md5(path, file.md5)

@@ -28,7 +28,8 @@ FASHION_MNIST = DatasetSpec(
            DatasetFile(TEST_IMAGES, "8181f5470baa50b63fa0f6fddb340f0a"),
            DatasetFile(TEST_LABELS, "15d484375f8d13e6eb1aabb0c3f46965")),
     folder="fashion-mnist", system_dirs=("/usr/share/datasets/fashion-mnist",),
-    source="torchvision's FashionMNIST mirrors, or Debian's package dataset-fashion-mnist")
+    source="torchvision's FashionMNIST mirrors, or Debian's package dataset-fashion-mnist",
+    title="Fashion-MNIST")
 
 
 def search_dirs(spec: DatasetSpec, root: str | Path) -> list[Path]:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sdml.data.cifar import CifarArrays, ensure_archive, read_archive
+from sdml.data import cifar
+from sdml.data.cifar import CifarArrays, read_archive
 from sdml.data.datasets import get_spec
 from sdml.data.fashion_mnist import locate, read_fashion_mnist
 from sdml.data.spec import DatasetArrays, DatasetSpec
 from sdml.data.synthetic import DEFAULTS, ensure_synthetic
 
-__all__ = ["CifarArrays", "dataset_for", "load_dataset", "reference_superclasses",
+__all__ = ["CifarArrays", "dataset_for", "ensure_files", "load_dataset", "reference_superclasses",
            "stratified_subset"]
 
 
@@ -70,7 +71,7 @@ def load_dataset(name: str, root: str | Path, *, download: bool = True,
     if name in ("cifar100", "cifar10"):
         path = Path(root) / spec.files[0].name
         if not path.is_file():
-            ensure_archive(spec, root, download=download)  # downloads and checks; read re-checks
+            ensure_files(name, root, download)  # downloads and checks; read_archive re-checks
         arrays = read_archive(path, spec.files[0].md5, name)
     elif name == "fashion-mnist":
         arrays = read_fashion_mnist(locate(root, download, spec), spec)
@@ -83,6 +84,22 @@ def load_dataset(name: str, root: str | Path, *, download: bool = True,
         arrays = read_archive(path, md5)
         arrays = dataclasses.replace(arrays, dataset="synthetic")
     return _with_reference(arrays, spec)
+
+
+def ensure_files(name: str, root: str | Path, download: bool = True) -> str:
+    """Find (or fetch) a real dataset's files and check them; returns a line saying what was
+    checked. Synthetic data needs nothing."""
+    spec = get_spec(name)
+    if name == "cifar100":
+        return f"CIFAR-100: {cifar.ensure_cifar100(root, download=download)} (md5 checked)"
+    if name == "cifar10":
+        return f"CIFAR-10: {cifar.ensure_archive(spec, root, download=download)} (md5 checked)"
+    if name == "fashion-mnist":
+        paths = locate(root, download, spec)
+        arrays = read_fashion_mnist(paths, spec)  # reading is checking: md5 first, then the format
+        return (f"Fashion-MNIST: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
+                f"from {sorted({str(p.parent) for p in paths.values()})} (md5 checked)")
+    return f"{name}: generated, nothing to fetch"
 
 
 def dataset_for(cfg) -> DatasetArrays:

@@ -38,10 +38,15 @@ class DatasetSpec:
     folder: str = ""                   # subfolder of the data folder it is looked for in
     system_dirs: tuple[str, ...] = ()  # system copies, tried after the data folder
     source: str = ""                   # where it comes from, for messages
+    title: str = ""                    # its name in prose (CIFAR-100); "" = ``name``
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return class_names(self.classes)
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
 
     @property
     def num_classes(self) -> int:

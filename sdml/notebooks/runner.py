@@ -66,11 +66,9 @@ def prepare_data(plan: list[Step], log=print) -> None:
     wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan
                      if s.params["data"] != "synthetic" and s.notebook in USES_DATA})
     for data, folder in wanted:
-        from sdml.data.load import load_dataset
+        from sdml.data.load import ensure_files
 
-        arrays = load_dataset(data, REPO / folder, download=True)
-        log(f"[sdml] {data}: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
-            f"(md5 checked)")
+        log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
 
 
 def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:

@@ -34,10 +34,8 @@ class Config:
     synthetic_seed: int = 0            # the synthetic dataset's own seed (not the run's)
     augment: bool = True               # random crop (the dataset's zero padding) + horizontal flip
     # --- superclasses
-    superclasses: str = "auto"         # auto | cifar (the dataset's own) | wordnet | JSON path;
-                                       # auto: cifar where the dataset has its own, else wordnet
-    wordnet_k: int = 0                 # groups when superclasses == "wordnet"; 0 = the dataset's
-                                       # default (CIFAR-100 20, Fashion-MNIST 3, CIFAR-10 2)
+    superclasses: str = "auto"         # auto (own, else wordnet) | cifar | wordnet | JSON path
+    wordnet_k: int = 0                 # WordNet groups; 0 = the dataset's default k
     # --- mixing
     method: str = "superclass-beta"    # none | mixup | superclass-choice | superclass-beta | superclass-soft
     alpha: float = 1.0                 # plain mixup: lam ~ Beta(alpha, alpha)
@@ -67,8 +65,7 @@ class Config:
     fuse: str = "auto"                 # loop | grouped | auto (grouped on CUDA, loop on CPU)
     compile: str = "auto"              # on | graphs | off | auto (on for CUDA); graphs: on, plus
                                        # CUDA graphs (mode reduce-overhead) where they hold
-    threads: int = 0                   # CPU threads for torch; 0 = auto (at most 2, see
-                                       # cpu_threads: more collapse on a busy machine)
+    threads: int = 0                   # CPU threads for torch; 0 = auto (free cores, <= 8)
     profile: str = "paper"             # the preset these values started from (provenance)
 
     def __post_init__(self):
