@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sdml.data.batches import crop_flip, normalize
+from sdml.data.batches import PAD, crop_flip, normalize
 from sdml.method.losses import dml_losses
 from sdml.method.mixup import mix_images
 from sdml.training import runs
@@ -43,7 +43,8 @@ def slice_of(batch_size: int, rank: int, world_size: int) -> slice:
 
 
 def ddp_forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temperature: float,
-                       use_amp: bool, *, rank: int, world_size: int):
+                       use_amp: bool, mutual_weight: float = 1.0, pad: int = PAD, *, rank: int,
+                       world_size: int):
     """:func:`sdml.training.step.forward_losses` for this rank's slice of a global batch.
 
     Takes the global batch's (B, ...) inputs; returns the slice's (K,) DML losses (means over the
@@ -53,16 +54,17 @@ def ddp_forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, te
     b = mine.stop - mine.start
     own = torch.arange(mine.start, mine.stop, device=y.device)
     pick = torch.cat([own, partner[mine]])  # (2b,) own samples, then their partners
-    x = normalize(crop_flip(x_u8[pick], dy[pick], dx[pick], flip[pick]), mean, std)
+    x = normalize(crop_flip(x_u8[pick], dy[pick], dx[pick], flip[pick], pad), mean, std)
     # each own sample's partner sits b rows below it; the partners' rows are mixed and dropped
     back = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(y.device)
-    x = mix_images(x, back, torch.cat([lam[mine], lam[mine]]))[:b]  # (b, 3, H, W)
+    x = mix_images(x, back, torch.cat([lam[mine], lam[mine]]))[:b]  # (b, C, H, W)
     if use_amp:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         logits = model(x)  # (K, b, C); DDP all-reduces the gradients in backward
     y_partner = y[partner]  # (B,)
-    return dml_losses(logits.float(), y[mine], y_partner[mine], lam[mine], temperature), y_partner
+    return (dml_losses(logits.float(), y[mine], y_partner[mine], lam[mine], temperature,
+                       mutual_weight), y_partner)
 
 
 class DDPStepper(Stepper):
@@ -70,9 +72,10 @@ class DDPStepper(Stepper):
     (K,) losses (the ranks' slice means averaged), labels and partners' labels."""
 
     def __init__(self, model, optimizer, data, temperature, use_amp: bool, compile: bool,
-                 env: RankEnv):
+                 env: RankEnv, mutual_weight: float = 1.0):
         forward = functools.partial(ddp_forward_losses, rank=env.rank, world_size=env.world_size)
-        super().__init__(model, optimizer, data, temperature, use_amp, compile, forward=forward)
+        super().__init__(model, optimizer, data, temperature, use_amp, compile, forward=forward,
+                         mutual_weight=mutual_weight)
         self.world_size = env.world_size
 
     def __call__(self, plan, i: int):
@@ -138,9 +141,9 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     from torch.nn.parallel import DistributedDataParallel
 
     from sdml.data.batches import to_device
-    from sdml.data.load import dataset_for
+    from sdml.data.datasets import get_spec
+    from sdml.data.load import dataset_for, reference_superclasses
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
     from sdml.training.train import (build_model, check_finite, evaluate, lr_schedule,
                                      make_optimizer, predict, resolve_fuse, resolve_mix_params,
                                      set_lr, steps_per_epoch, summary_line, train_one_epoch,
@@ -159,7 +162,8 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     if cfg.sync_bn and device.type != "cuda":
         raise ValueError(f"sync_bn: true on {device.type}; SyncBatchNorm needs CUDA devices; "
                          f"allowed here: false (BatchNorm per rank)")
-    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
+    spec = get_spec(cfg.data)
+    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k, spec.classes)
     mix_params = resolve_mix_params(cfg)
     main = env.is_main
     log = log if main else (lambda *_: None)
@@ -175,8 +179,9 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
             torch.set_num_threads(cfg.threads)
         fuse = resolve_fuse(cfg.fuse, device)
         data = to_device(arrays, device)
-        superclass_of, cifar_of = sc.of.to(device), cifar_superclass_of().to(device)
-        model = build_model(cfg, len(arrays.fine_names), device, fuse)  # the same on every rank
+        superclass_of, cifar_of = sc.of.to(device), reference_superclasses(spec).of.to(device)
+        model = build_model(cfg, len(arrays.fine_names), device, fuse,
+                            arrays.train_x.shape[1])  # the same on every rank
         if cfg.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         compiled = use_compile(cfg, device)
@@ -188,7 +193,8 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                             else None, forward_sync_buffers=False)
         stepper = DDPStepper(ddp_model, optimizer, data, cfg.temperature,
-                             use_amp=device.type == "cuda", compile=compiled, env=env)
+                             use_amp=device.type == "cuda", compile=compiled, env=env,
+                             mutual_weight=cfg.mutual_weight)
         lrs = lr_schedule(cfg)
         log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width "
             f"{cfg.width}, {fuse}) | {cfg.data} | ddp over {env.world_size} ranks, "
