@@ -15,7 +15,7 @@ from sdml.method.mixup import METHODS, TABLE1_METHODS
 from sdml.training.runs import run_name
 
 NOTEBOOKS = ("01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
-             "04_train_dml", "05_results")
+             "04_train_dml", "05_results", "06_analysis")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,13 @@ SPECS: dict[str, dict[str, Param]] = {
         "methods": _fused_methods([]),                 # several: one fused job (sdml.training.multirun)
     },
     "05_results": {"methods": _methods(list(TABLE1_METHODS))},
+    "06_analysis": {
+        "methods": _methods(list(TABLE1_METHODS)),
+        "device": _one_of(DEVICES)("auto"),
+        "threads": _int(0)(0),                         # CPU threads for torch and scikit-learn, 0: default
+        "attention_pairs": _int(2, 10000)(48),         # half-mixed test pairs per run for the shares
+        "projection_points": _int(20, 20000)(500),     # test images projected to 2D (balanced by class)
+    },
 }
 
 
