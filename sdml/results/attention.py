@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 CAMS = ("Grad-CAM", "Grad-CAM++")
+CAM_FILES = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcampp"}  # names in figure file names
 #: lam of image a in the half mixes of the summary; class b's weight is 1 - lam, so together
 #: the two classes cover the weights 0, 0.1, ..., 1.
 SUMMARY_LAMS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
