@@ -20,11 +20,13 @@ PROJECTION_LABELS = {"pca": "PCA", "tsne": "t-SNE"}
 
 
 def superclass_colors(k: int) -> list:
-    """k distinct colours: matplotlib's qualitative tab20 up to 20 superclasses, else hues."""
+    """k distinct colours: matplotlib's qualitative tab20 up to 20 superclasses (its ten dark
+    shades first, then the light ones, so neighbouring ids differ in hue), else hues."""
     if k <= 20:
         from matplotlib import colormaps
 
-        return [colormaps["tab20"](i) for i in range(k)]
+        order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+        return [colormaps["tab20"](order[i]) for i in range(k)]
     return _colors(k)
 
 
