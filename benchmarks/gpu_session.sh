@@ -6,6 +6,10 @@
 #      (the second, warm epoch times a Table 1 epoch; x 200 projects the whole table)
 #   3. the fastest mode against K and batch size, one process per point, while BUDGET_S lasts
 #      (each point compiles afresh, about a minute; the reference is timed at K = 2)
+#   4. real data: when Fashion-MNIST's idx files lie beside this script (or in $FASHION_DIR),
+#      Table 1's four methods as one fused job under the `fashion` profile (full Fashion-MNIST,
+#      2 x ResNet-20, 60 epochs), stopped after FASHION_S seconds; a cut-short job keeps its
+#      finished epochs (resume it with the same command and --resume)
 #
 #   OUT=results-folder BUDGET_S=480 bash benchmarks/gpu_session.sh
 #   DEVICE=cpu SMALL=1 bash benchmarks/gpu_session.sh   # the same steps, tiny, to check the script
@@ -103,4 +107,17 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("sweep-k*-b*.json")):
     print(f"K={s['peers']} batch={s['batch']} {sys.argv[2]}: {ips}"
           + (f", reference {ref:.0f}" if ref else ""))
 PY
+# 4. real-data accuracies: the `fashion` profile on Fashion-MNIST's idx files, when present
+FASHION_DIR=${FASHION_DIR:-benchmarks}
+if ls "$FASHION_DIR"/train-images-idx3-ubyte* >/dev/null 2>&1; then
+  echo "== stage 4: Fashion-MNIST, profile fashion ($SECONDS s)"
+  FASHION_SIZE=""
+  [ "${SMALL:-0}" = 1 ] && FASHION_SIZE="--depth 8 --width 4 --epochs 1 --max-steps-per-epoch 3 --train-per-class 10 --test-per-class 10"
+  timeout "${FASHION_S:-420}" $PY -m sdml train-many --profile fashion --data fashion-mnist \
+    --data-dir "$FASHION_DIR" --download false --device "$DEVICE" --compile "$COMPILE" $FASHION_SIZE \
+    --out-root "$OUT/fashion" --no-progress 2>&1 | tee "$OUT/fashion.txt" \
+    || echo "stage 4 stopped or failed (see fashion.txt); finished epochs are in $OUT/fashion" | tee -a "$OUT/fashion.txt"
+else
+  echo "== stage 4 skipped: no train-images-idx3-ubyte[.gz] in $FASHION_DIR"
+fi
 echo "== done ($SECONDS s)"

@@ -157,13 +157,15 @@ def test_auto_profile_and_data(monkeypatch):
 
     said = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert notebooks.resolve_profile("auto", said.append) == "demo" and "no CUDA GPU" in said[-1]
+    # without a GPU the main job trains on real Fashion-MNIST (issue 16), not on synthetic data
+    assert notebooks.resolve_profile("auto", said.append) == "cpu" and "no CUDA GPU" in said[-1]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Test GPU")
     assert notebooks.resolve_profile("auto", said.append) == "paper" and "Test GPU" in said[-1]
     assert notebooks.resolve_profile("smoke", said.append) == "smoke"
     assert notebooks.resolve_data("auto", "paper") == "cifar100"
     assert notebooks.resolve_data("auto", "demo") == "synthetic"
+    assert notebooks.resolve_data("auto", "cpu") == "fashion-mnist"
     assert notebooks.resolve_data("synthetic", "paper") == "synthetic"
 
 

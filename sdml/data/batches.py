@@ -1,7 +1,8 @@
 """A dataset on its device, and whole-batch augmentation.
 
-On the device (:func:`to_device`), images stay uint8 (N, 3, H, W) beside the train set's channel
-statistics. :func:`crop_flip` crops (4-pixel zero padding) and mirrors a whole batch at given
+On the device (:func:`to_device`), images stay uint8 (N, C, H, W) beside the normalisation
+statistics and the crop padding of the dataset. :func:`crop_flip` crops (zero padding: 4 pixels
+for CIFAR, 2 for Fashion-MNIST's 28x28) and mirrors a whole batch at given
 offsets and flips, :func:`normalize` turns uint8 into normalised float32, and
 :func:`eval_batches` walks the test set in order. Training batches, their crop offsets and flips
 included, are drawn by :func:`sdml.training.step.plan_epoch` and augmented in
@@ -15,22 +16,24 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from sdml.data.cifar import CifarArrays
+from sdml.data.datasets import SPECS
+from sdml.data.spec import DatasetArrays
 
-PAD = 4  # pixels of zero padding before the random crop
+PAD = 4  # pixels of zero padding before the random crop, where the dataset does not say
 
 
 @dataclass(frozen=True)
 class DeviceData:
-    """A dataset on its device: uint8 images plus the train set's per-channel statistics."""
+    """A dataset on its device: uint8 images plus per-channel statistics and crop padding."""
 
-    train_x: torch.Tensor      # (N, 3, H, W) uint8
+    train_x: torch.Tensor      # (N, C, H, W) uint8
     train_y: torch.Tensor      # (N,) int64
-    test_x: torch.Tensor       # (M, 3, H, W) uint8
+    test_x: torch.Tensor       # (M, C, H, W) uint8
     test_y: torch.Tensor       # (M,) int64
     test_coarse: torch.Tensor  # (M,) int64
-    mean: torch.Tensor         # (1, 3, 1, 1) float32, per channel, pixel values in [0, 1]
-    std: torch.Tensor          # (1, 3, 1, 1) float32
+    mean: torch.Tensor         # (1, C, 1, 1) float32, per channel, pixel values in [0, 1]
+    std: torch.Tensor          # (1, C, 1, 1) float32
+    pad: int = PAD             # pixels of zero padding before the random crop
 
     @property
     def device(self) -> torch.device:
@@ -38,13 +41,13 @@ class DeviceData:
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and (population) std of uint8 images (N, 3, H, W), in [0, 1] units.
+    """Per-channel mean and (population) std of uint8 images (N, C, H, W), in [0, 1] units.
 
     Exact and light on memory: computed from each channel's 256-bin histogram.
     """
     values = torch.arange(256, device=x.device, dtype=torch.float64) / 255
     hist = torch.stack([torch.bincount(x[:, c].reshape(-1), minlength=256)
-                        for c in range(x.shape[1])]).double()  # (3, 256)
+                        for c in range(x.shape[1])]).double()  # (C, 256)
     count = hist.sum(1)
     mean = (hist * values).sum(1) / count
     var = (hist * (values - mean[:, None]) ** 2).sum(1) / count
@@ -52,19 +55,28 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float().reshape(shape), var.sqrt().float().reshape(shape)
 
 
-def to_device(arrays: CifarArrays, device: torch.device | str) -> DeviceData:
-    """Copy a dataset to ``device`` (images stay uint8) and compute the train set's statistics."""
+def to_device(arrays: DatasetArrays, device: torch.device | str) -> DeviceData:
+    """Copy a dataset to ``device`` (images stay uint8), with its declared statistics and crop
+    padding (:mod:`sdml.data.datasets`; the same whatever subset is trained on), or the train
+    split's own statistics where none are declared (synthetic data)."""
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    # statistics on the host, where bincount works for every backend
-    mean, std = channel_stats(torch.from_numpy(np.ascontiguousarray(arrays.train_x)))
+    spec = SPECS.get(getattr(arrays, "dataset", None))
+    c = arrays.train_x.shape[1]
+    if spec is not None and spec.mean is not None and len(spec.mean) == c:
+        mean = torch.tensor(spec.mean, dtype=torch.float32).reshape(1, c, 1, 1)
+        std = torch.tensor(spec.std, dtype=torch.float32).reshape(1, c, 1, 1)
+    else:  # statistics on the host, where bincount works for every backend
+        mean, std = channel_stats(torch.from_numpy(np.ascontiguousarray(arrays.train_x)))
+    pad = spec.crop_pad if spec is not None else PAD
     return DeviceData(put(arrays.train_x), put(arrays.train_y), put(arrays.test_x),
-                      put(arrays.test_y), put(arrays.test_coarse), mean.to(device), std.to(device))
+                      put(arrays.test_y), put(arrays.test_coarse), mean.to(device), std.to(device),
+                      pad)
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 images (B, 3, H, W) -> float32 ``(x / 255 - mean) / std``."""
+    """uint8 images (B, C, H, W) -> float32 ``(x / 255 - mean) / std``."""
     return (x.float() / 255 - mean) / std
 
 
@@ -96,7 +108,7 @@ def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.T
 
 def eval_batches(data: DeviceData, batch_size: int
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The test set in order: (x normalised (B, 3, H, W), fine labels (B,), coarse labels (B,))."""
+    """The test set in order: (x normalised (B, C, H, W), fine labels (B,), coarse labels (B,))."""
     if batch_size < 1:
         raise ValueError(f"batch_size = {batch_size!r} must be a positive integer")
     for start in range(0, data.test_x.shape[0], batch_size):

@@ -1,69 +1,78 @@
-"""CIFAR-100 from its python archive (or the synthetic dataset in the same format), in memory.
+"""CIFAR-100 and CIFAR-10 from their python archives (and the synthetic dataset, which is
+written in CIFAR-100's format), in memory.
 
-The archive (``cifar-100-python.tar.gz``) holds three pickles: ``train`` and ``test`` (keys
-``data``: uint8 N x 3072 channel-major RGB rows, ``fine_labels``, ``coarse_labels``) and ``meta``
-(``fine_label_names``, ``coarse_label_names``). :func:`read_archive` checks the archive's md5
-before anything is unpickled, and unpickles with an allow-list of numpy globals only.
-:mod:`sdml.data.synthetic` writes archives of the same format for runs without the real data;
-:mod:`sdml.data.batches` puts a dataset on its device.
+CIFAR-100's archive (``cifar-100-python.tar.gz``) holds three pickles: ``train`` and ``test``
+(keys ``data``: uint8 N x 3072 channel-major RGB rows, ``fine_labels``, ``coarse_labels``) and
+``meta`` (``fine_label_names``, ``coarse_label_names``). CIFAR-10's (``cifar-10-python.tar.gz``)
+holds ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` (``data``, ``labels``) and
+``batches.meta`` (``label_names``). :func:`read_archive` checks the archive's md5 before anything
+is unpickled, and unpickles with an allow-list of numpy globals only.
 """
 from __future__ import annotations
 
 import codecs
-import hashlib
 import io
-import os
 import pickle
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from sdml.hierarchy.superclasses import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+from sdml.data.files import check_md5, download_checked, file_md5
+from sdml.data.spec import DatasetArrays, DatasetFile, DatasetSpec
+from sdml.hierarchy.classes import CIFAR10_NAMES, COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+
+__all__ = ["ARCHIVE_NAME", "CIFAR10", "CIFAR100", "CIFAR100_MD5", "CIFAR100_URL", "CifarArrays",
+           "MEMBERS", "Layout", "check_md5", "ensure_archive", "ensure_cifar100",
+           "file_md5", "read_archive"]
 
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-#: Archive members read by :func:`read_archive`, by split.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+#: CIFAR-100's archive members read by :func:`read_archive`, by split.
 MEMBERS = {"train": "cifar-100-python/train", "test": "cifar-100-python/test",
            "meta": "cifar-100-python/meta"}
-DATASETS = ("cifar100", "synthetic")
+CifarArrays = DatasetArrays  # the name this module's readers used before other datasets came
+
+CIFAR100 = DatasetSpec(
+    name="cifar100", classes="cifar100", shape=(3, 32, 32),
+    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), crop_pad=4,
+    superclasses="cifar", wordnet_k=20, files=(DatasetFile(ARCHIVE_NAME, CIFAR100_MD5),),
+    source=CIFAR100_URL)
+CIFAR10 = DatasetSpec(
+    name="cifar10", classes="cifar10", shape=(3, 32, 32),
+    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), crop_pad=4,
+    superclasses="wordnet", wordnet_k=2,
+    files=(DatasetFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
+    source=CIFAR10_URL)
 
 
 @dataclass(frozen=True)
-class CifarArrays:
-    """One CIFAR-100-format dataset in memory (numpy)."""
+class Layout:
+    """Where a CIFAR python archive keeps its splits, labels and names."""
 
-    train_x: np.ndarray       # (N, 3, H, W) uint8
-    train_y: np.ndarray       # (N,) int64 fine labels
-    train_coarse: np.ndarray  # (N,) int64 superclass labels
-    test_x: np.ndarray        # (M, 3, H, W) uint8
-    test_y: np.ndarray        # (M,) int64
-    test_coarse: np.ndarray   # (M,) int64
-    fine_names: tuple[str, ...]
-    coarse_names: tuple[str, ...]
+    train: tuple[str, ...]          # members concatenated into the train split
+    test: tuple[str, ...]
+    meta: str
+    label_key: str                  # class labels in a split's dict
+    names_key: str                  # class names in the meta dict
+    names: tuple[str, ...]          # the class names the archive must list
+    coarse_key: str | None = None   # superclass labels (CIFAR-100 only)
+    coarse_names_key: str | None = None
 
-
-# ----------------------------------------------------------------------------- archive reading
-
-def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (*self.train, *self.test, self.meta)
 
 
-def check_md5(path: str | Path, expected: str) -> None:
-    """Raise ``ValueError`` naming the file and both checksums unless ``md5(path) == expected``."""
-    actual = file_md5(path)
-    if actual != expected:
-        raise ValueError(f"{path}: md5 is {actual}, expected {expected}; the file is corrupt or "
-                         f"not the archive it claims to be, so it is refused (delete it and fetch "
-                         f"or generate it again)")
+CIFAR100_LAYOUT = Layout((MEMBERS["train"],), (MEMBERS["test"],), MEMBERS["meta"], "fine_labels",
+                         "fine_label_names", FINE_NAMES, "coarse_labels", "coarse_label_names")
+CIFAR10_LAYOUT = Layout(tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
+                        ("cifar-10-batches-py/test_batch",), "cifar-10-batches-py/batches.meta",
+                        "labels", "label_names", CIFAR10_NAMES)
+LAYOUTS = {"cifar100": CIFAR100_LAYOUT, "cifar10": CIFAR10_LAYOUT}
 
 
 # Objects a numpy-array pickle may name. They are taken from numpy's own reductions so that the
@@ -106,30 +115,30 @@ def _unpickle(data: bytes, where: str) -> dict:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _read_members(path: Path) -> dict[str, bytes]:
-    """The bytes of the :data:`MEMBERS` of a .tar.gz, in one streaming pass, no extraction."""
-    wanted = {name: split for split, name in MEMBERS.items()}
+def _read_members(path: Path, layout: Layout) -> dict[str, bytes]:
+    """The bytes of a layout's members of a .tar.gz, in one streaming pass, no extraction."""
+    wanted = set(layout.members)
     found: dict[str, bytes] = {}
     with tarfile.open(path, "r|gz") as tar:
         for member in tar:
             name = PurePosixPath(member.name)
             if name.is_absolute() or ".." in name.parts:
                 raise ValueError(f"{path}: member {member.name!r} has an unsafe path; refused")
-            split = wanted.get(str(name))
-            if split is None:
+            if str(name) not in wanted:
                 continue
-            if not member.isfile() or split in found:
+            if not member.isfile() or str(name) in found:
                 raise ValueError(f"{path}: member {member.name!r} is not a single regular file")
-            found[split] = tar.extractfile(member).read()
-    missing = [MEMBERS[s] for s in MEMBERS if s not in found]
+            found[str(name)] = tar.extractfile(member).read()
+    missing = [m for m in layout.members if m not in found]
     if missing:
-        raise ValueError(f"{path}: member(s) {missing} missing; not a CIFAR-100 python archive")
+        raise ValueError(f"{path}: member(s) {missing} missing; not the python archive expected")
     return found
 
 
-def _split_arrays(d: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images (N, 3, H, W) uint8, fine (N,), coarse (N,)) from one unpickled split."""
-    for key in ("data", "fine_labels", "coarse_labels"):
+def _split_arrays(d: dict, where: str, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images (N, 3, H, W) uint8, labels (N,), coarse (N,) or -1s) from one unpickled split."""
+    keys = ("data", layout.label_key) + ((layout.coarse_key,) if layout.coarse_key else ())
+    for key in keys:
         if key not in d:
             raise ValueError(f"{where}: key {key!r} missing (keys: {sorted(d)})")
     data = np.asarray(d["data"])
@@ -138,71 +147,85 @@ def _split_arrays(d: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if data.dtype != np.uint8 or n < 0 or 3 * side * side != data.shape[1]:
         raise ValueError(f"{where}: 'data' must be uint8 of shape (N, 3*S*S), "
                          f"got {data.dtype} {data.shape}")
-    fine = np.asarray(d["fine_labels"], dtype=np.int64)
-    coarse = np.asarray(d["coarse_labels"], dtype=np.int64)
+    fine = np.asarray(d[layout.label_key], dtype=np.int64)
+    coarse = (np.asarray(d[layout.coarse_key], dtype=np.int64) if layout.coarse_key
+              else np.full(n, -1, dtype=np.int64))
     if fine.shape != (n,) or coarse.shape != (n,):
-        raise ValueError(f"{where}: {n} images but {fine.shape} fine and {coarse.shape} "
+        raise ValueError(f"{where}: {n} images but {fine.shape} labels and {coarse.shape} "
                          f"coarse labels")
-    if n and (fine.min() < 0 or fine.max() >= len(FINE_NAMES)):
-        raise ValueError(f"{where}: fine labels must lie in 0..{len(FINE_NAMES) - 1}")
-    bad = np.nonzero(coarse != np.asarray(FINE_TO_COARSE)[fine])[0]
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{where}: {bad.size} sample(s) have a coarse label that is not their "
-                         f"class's superclass, e.g. sample {i}: fine {fine[i]} "
-                         f"({FINE_NAMES[fine[i]]}), coarse {coarse[i]}, expected "
-                         f"{FINE_TO_COARSE[fine[i]]}")
+    if n and (fine.min() < 0 or fine.max() >= len(layout.names)):
+        raise ValueError(f"{where}: labels must lie in 0..{len(layout.names) - 1}, got "
+                         f"{fine.min()}..{fine.max()}")
+    if layout.coarse_key:
+        bad = np.nonzero(coarse != np.asarray(FINE_TO_COARSE)[fine])[0]
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{where}: {bad.size} sample(s) have a coarse label that is not "
+                             f"their class's superclass, e.g. sample {i}: fine {fine[i]} "
+                             f"({FINE_NAMES[fine[i]]}), coarse {coarse[i]}, expected "
+                             f"{FINE_TO_COARSE[fine[i]]}")
     return data.reshape(n, 3, side, side), fine, coarse
 
 
-def read_archive(path: str | Path, md5: str) -> CifarArrays:
-    """Read a CIFAR-100 python archive after checking that its md5 equals ``md5``.
+def _concat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+def read_archive(path: str | Path, md5: str, dataset: str = "cifar100") -> DatasetArrays:
+    """Read a CIFAR-100 (or, with ``dataset="cifar10"``, CIFAR-10) python archive after checking
+    that its md5 equals ``md5``.
 
     Nothing is unpickled before the checksum matches; the pickles are then read with an
     allow-list of numpy globals. Labels and class names are checked against
-    :mod:`sdml.hierarchy.superclasses`.
+    :mod:`sdml.hierarchy.classes`. CIFAR-10's coarse labels are -1 here (it has no
+    superclasses; :func:`sdml.data.load.load_dataset` fills in its reference ones).
     """
-    path = Path(path)
+    path, layout = Path(path), LAYOUTS[dataset]
     check_md5(path, md5)
-    raw = _read_members(path)
-    meta = _unpickle(raw["meta"], f"{path}:{MEMBERS['meta']}")
-    for key, expected in (("fine_label_names", FINE_NAMES), ("coarse_label_names", COARSE_NAMES)):
+    raw = _read_members(path, layout)
+    meta = _unpickle(raw[layout.meta], f"{path}:{layout.meta}")
+    expected = [(layout.names_key, layout.names)]
+    if layout.coarse_names_key:
+        expected.append((layout.coarse_names_key, COARSE_NAMES))
+    for key, names_expected in expected:
         names = tuple(meta.get(key, ()))
-        if names != expected:
-            raise ValueError(f"{path}: meta {key!r} differ from sdml.hierarchy.superclasses's CIFAR-100 names "
-                             f"(got {len(names)} names starting {names[:3]})")
-    splits = {s: _split_arrays(_unpickle(raw[s], f"{path}:{MEMBERS[s]}"), f"{path}:{MEMBERS[s]}")
-              for s in ("train", "test")}
+        if names != names_expected:
+            raise ValueError(f"{path}: meta {key!r} differ from the {dataset} class names of "
+                             f"sdml.hierarchy.classes (got {len(names)} names starting "
+                             f"{names[:3]})")
+    splits = {s: _concat([_split_arrays(_unpickle(raw[m], f"{path}:{m}"), f"{path}:{m}", layout)
+                          for m in getattr(layout, s)]) for s in ("train", "test")}
     (train_x, train_y, train_c), (test_x, test_y, test_c) = splits["train"], splits["test"]
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"{path}: train images {train_x.shape[1:]} and test images "
                          f"{test_x.shape[1:]} differ in size")
-    return CifarArrays(train_x, train_y, train_c, test_x, test_y, test_c, FINE_NAMES, COARSE_NAMES)
+    coarse_names = COARSE_NAMES if layout.coarse_key else ()
+    return DatasetArrays(train_x, train_y, train_c, test_x, test_y, test_c, layout.names,
+                         coarse_names, dataset)
 
 
-def ensure_cifar100(root: str | Path, download: bool = True) -> Path:
-    """Path of a checked ``root/cifar-100-python.tar.gz``, downloading it if missing and allowed.
+def ensure_archive(spec: DatasetSpec, root: str | Path, download: bool = True) -> Path:
+    """Path of a checked archive of ``spec`` in ``root``, downloading it if missing and allowed.
 
     An archive already in ``root`` is used without the network; its md5 must match.
     """
-    path = Path(root) / ARCHIVE_NAME
+    (file,) = spec.files
+    path = Path(root) / file.name
     if not path.is_file():
-        hint = (f"Put the archive at {path} (from {CIFAR100_URL}, md5 {CIFAR100_MD5}), "
+        hint = (f"Put the archive at {path} (from {spec.source}, md5 {file.md5}), "
                 f"or use the synthetic dataset instead (--data synthetic).")
         if not download:
-            raise FileNotFoundError(f"CIFAR-100 archive not found: {path}. {hint}")
-        from torchvision.datasets.utils import download_url
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Download into a scratch folder beside the target so a broken transfer leaves nothing.
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=path.parent) as tmp:
-            try:
-                download_url(CIFAR100_URL, tmp, ARCHIVE_NAME)
-            except Exception as err:
-                raise FileNotFoundError(f"CIFAR-100 archive not found: {path}, and downloading "
-                                        f"it failed ({type(err).__name__}: {err}). {hint}") from err
-            check_md5(Path(tmp) / ARCHIVE_NAME, CIFAR100_MD5)
-            os.replace(Path(tmp) / ARCHIVE_NAME, path)
+            raise FileNotFoundError(f"{spec.name} archive not found: {path}. {hint}")
+        try:
+            download_checked([spec.source], path, file.md5)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{spec.name} archive not found: {path}, and {err}. "
+                                    f"{hint}") from None
         return path
-    check_md5(path, CIFAR100_MD5)
+    check_md5(path, file.md5)
     return path
+
+
+def ensure_cifar100(root: str | Path, download: bool = True) -> Path:
+    """Path of a checked ``root/cifar-100-python.tar.gz`` (see :func:`ensure_archive`)."""
+    return ensure_archive(CIFAR100, root, download)

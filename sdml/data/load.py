@@ -1,42 +1,95 @@
-"""Load a dataset by name: the real CIFAR-100 archive or the generated synthetic one.
+"""Load a dataset by name, with its reference superclasses and an optional per-class subset.
 
-Above the archive reader and the synthetic generator, which writes the reader's format.
+Above the readers (:mod:`sdml.data.cifar`, :mod:`sdml.data.fashion_mnist`) and the synthetic
+generator, which writes CIFAR-100's archive format.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from sdml.data.cifar import (ARCHIVE_NAME, CIFAR100_MD5, DATASETS, CifarArrays, ensure_cifar100,
-                             read_archive)
+import numpy as np
+
+from sdml.data.cifar import CifarArrays, ensure_archive, read_archive
+from sdml.data.datasets import get_spec
+from sdml.data.fashion_mnist import locate, read_fashion_mnist
+from sdml.data.spec import DatasetArrays, DatasetSpec
 from sdml.data.synthetic import DEFAULTS, ensure_synthetic
+
+__all__ = ["CifarArrays", "dataset_for", "load_dataset", "reference_superclasses",
+           "stratified_subset"]
+
+
+def reference_superclasses(spec: DatasetSpec):
+    """The superclasses a dataset's results are read against: its own (CIFAR-100's 20) where
+    it has them, else its default WordNet grouping (the committed mapping)."""
+    from sdml.hierarchy.resolve import resolve_superclasses
+
+    return resolve_superclasses(spec.superclasses, spec.wordnet_k, spec.classes)
+
+
+def _with_reference(arrays: DatasetArrays, spec: DatasetSpec) -> DatasetArrays:
+    """Fill in the reference superclass labels of a dataset that has none of its own."""
+    if arrays.coarse_names:
+        return arrays
+    sc = reference_superclasses(spec)
+    of = sc.of.numpy()
+    return DatasetArrays(arrays.train_x, arrays.train_y, of[arrays.train_y], arrays.test_x,
+                         arrays.test_y, of[arrays.test_y], arrays.fine_names, sc.superclass_names,
+                         arrays.dataset)
+
+
+def _first_per_class(y: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first n samples of each class, in their original order."""
+    keep = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        keep[np.flatnonzero(y == c)[:n]] = True
+    return np.flatnonzero(keep)
+
+
+def stratified_subset(arrays: DatasetArrays, train_per_class: int = 0,
+                      test_per_class: int = 0) -> DatasetArrays:
+    """The first ``train_per_class`` / ``test_per_class`` samples of each class (0: all), in file
+    order, so a subset is a fixed, balanced part of the dataset whatever the run seed."""
+    tr = _first_per_class(arrays.train_y, train_per_class) if train_per_class else slice(None)
+    te = _first_per_class(arrays.test_y, test_per_class) if test_per_class else slice(None)
+    return DatasetArrays(arrays.train_x[tr], arrays.train_y[tr], arrays.train_coarse[tr],
+                         arrays.test_x[te], arrays.test_y[te], arrays.test_coarse[te],
+                         arrays.fine_names, arrays.coarse_names, arrays.dataset)
 
 
 def load_dataset(name: str, root: str | Path, *, download: bool = True,
-                 synthetic: dict | None = None) -> CifarArrays:
-    """Load ``"cifar100"`` (the real archive in ``root``) or ``"synthetic"`` (generated there).
+                 synthetic: dict | None = None) -> DatasetArrays:
+    """Load a dataset named in :data:`sdml.data.datasets.DATASETS`, from (or into) ``root``.
 
     Args:
         synthetic: parameters of :func:`sdml.data.synthetic.ensure_synthetic` (``n_train_per_class``,
             ``n_test_per_class``, ``seed``, ``size``); unset ones take their defaults.
     """
-    if name == "cifar100":
-        path = Path(root) / ARCHIVE_NAME
+    spec = get_spec(name)
+    if name in ("cifar100", "cifar10"):
+        path = Path(root) / spec.files[0].name
         if not path.is_file():
-            ensure_cifar100(root, download=download)  # downloads and checks; read_archive re-checks
-        return read_archive(path, CIFAR100_MD5)
-    if name == "synthetic":
+            ensure_archive(spec, root, download=download)  # downloads and checks; read re-checks
+        arrays = read_archive(path, spec.files[0].md5, name)
+    elif name == "fashion-mnist":
+        arrays = read_fashion_mnist(locate(root, download, spec), spec)
+    else:  # synthetic
         unknown = sorted(set(synthetic or {}) - set(DEFAULTS))
         if unknown:
             raise ValueError(f"synthetic: unknown parameter(s) {unknown}; "
                              f"allowed: {list(DEFAULTS)}")
         path, md5 = ensure_synthetic(root, **(synthetic or {}))
-        return read_archive(path, md5)
-    raise ValueError(f"data = {name!r} is not a known dataset; allowed: {', '.join(DATASETS)}")
+        arrays = read_archive(path, md5)
+        arrays = dataclasses.replace(arrays, dataset="synthetic")
+    return _with_reference(arrays, spec)
 
 
-def dataset_for(cfg) -> CifarArrays:
-    """The dataset a :class:`sdml.training.config.Config` names, with its synthetic sizes."""
-    return load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
-                        synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
-                                       n_test_per_class=cfg.synthetic_test_per_class,
-                                       seed=cfg.synthetic_seed))
+def dataset_for(cfg) -> DatasetArrays:
+    """The dataset a :class:`sdml.training.config.Config` names, with its synthetic sizes and
+    its per-class subset."""
+    arrays = load_dataset(cfg.data, cfg.data_dir, download=cfg.download,
+                          synthetic=dict(n_train_per_class=cfg.synthetic_train_per_class,
+                                         n_test_per_class=cfg.synthetic_test_per_class,
+                                         seed=cfg.synthetic_seed))
+    return stratified_subset(arrays, cfg.train_per_class, cfg.test_per_class)

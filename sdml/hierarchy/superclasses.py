@@ -1,12 +1,16 @@
-"""CIFAR-100's classes and superclasses, and superclass mappings loaded from JSON.
+"""Superclass mappings of a class set, and their JSON files.
 
-A *mapping* assigns each of the 100 fine classes (in the dataset's label order) one superclass id.
-The dataset's own 20 superclasses are the paper's default; other mappings (for example the ones
-derived from WordNet by :mod:`sdml.hierarchy.wordnet`) are read from JSON files of the form::
+A *mapping* assigns each class of one class set (:mod:`sdml.hierarchy.classes`, in the dataset's
+label order) one superclass id. CIFAR-100's own 20 superclasses are the paper's default; other
+mappings (for example the ones derived from WordNet by :mod:`sdml.hierarchy.wordnet`) are read
+from JSON files of the form::
 
     {"name": "wordnet_k20",
+     "dataset": "cifar100",                       # the class set (absent: cifar100)
      "superclass_names": ["...", ...],            # K names; ids are positions in this list
-     "classes": {"apple": 3, "aquarium_fish": 1, ...}}   # every fine class name -> id
+     "classes": {"apple": 3, "aquarium_fish": 1, ...}}   # every class name -> id
+
+A mapping made for another class set is refused naming both.
 """
 from __future__ import annotations
 
@@ -16,49 +20,29 @@ from pathlib import Path
 
 import torch
 
+from sdml.hierarchy.classes import (COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, OWN_SUPERCLASSES,
+                                    class_names, class_set_of)
 from sdml.io.atomic import atomic_write_json
 
-# The 20 superclasses and their 5 classes each, as CIFAR-100 lists them.
-_GROUPS: dict[str, tuple[str, ...]] = {
-    "aquatic_mammals": ("beaver", "dolphin", "otter", "seal", "whale"),
-    "fish": ("aquarium_fish", "flatfish", "ray", "shark", "trout"),
-    "flowers": ("orchid", "poppy", "rose", "sunflower", "tulip"),
-    "food_containers": ("bottle", "bowl", "can", "cup", "plate"),
-    "fruit_and_vegetables": ("apple", "mushroom", "orange", "pear", "sweet_pepper"),
-    "household_electrical_devices": ("clock", "keyboard", "lamp", "telephone", "television"),
-    "household_furniture": ("bed", "chair", "couch", "table", "wardrobe"),
-    "insects": ("bee", "beetle", "butterfly", "caterpillar", "cockroach"),
-    "large_carnivores": ("bear", "leopard", "lion", "tiger", "wolf"),
-    "large_man-made_outdoor_things": ("bridge", "castle", "house", "road", "skyscraper"),
-    "large_natural_outdoor_scenes": ("cloud", "forest", "mountain", "plain", "sea"),
-    "large_omnivores_and_herbivores": ("camel", "cattle", "chimpanzee", "elephant", "kangaroo"),
-    "medium_mammals": ("fox", "porcupine", "possum", "raccoon", "skunk"),
-    "non-insect_invertebrates": ("crab", "lobster", "snail", "spider", "worm"),
-    "people": ("baby", "boy", "girl", "man", "woman"),
-    "reptiles": ("crocodile", "dinosaur", "lizard", "snake", "turtle"),
-    "small_mammals": ("hamster", "mouse", "rabbit", "shrew", "squirrel"),
-    "trees": ("maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"),
-    "vehicles_1": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
-    "vehicles_2": ("lawn_mower", "rocket", "streetcar", "tank", "tractor"),
-}
+__all__ = ["COARSE_NAMES", "FINE_NAMES", "FINE_TO_COARSE", "MAPPINGS_DIR", "NUM_CLASSES",
+           "Superclasses", "cifar_superclasses", "from_json", "load_mapping", "own_superclasses",
+           "save_mapping", "superclass_of"]
 
-#: The 20 superclass names in CIFAR-100's coarse label order (alphabetical).
-COARSE_NAMES: tuple[str, ...] = tuple(sorted(_GROUPS))
-#: The 100 class names in CIFAR-100's fine label order (alphabetical).
-FINE_NAMES: tuple[str, ...] = tuple(sorted(name for names in _GROUPS.values() for name in names))
 NUM_CLASSES = len(FINE_NAMES)
-_COARSE_OF_NAME = {fine: COARSE_NAMES.index(c) for c, names in _GROUPS.items() for fine in names}
-#: Coarse label of each fine label, as a plain tuple (index = fine label).
-FINE_TO_COARSE: tuple[int, ...] = tuple(_COARSE_OF_NAME[name] for name in FINE_NAMES)
 
 
 @dataclass(frozen=True)
 class Superclasses:
-    """A mapping of the 100 fine classes to K superclasses."""
+    """A mapping of the classes of one class set to K superclasses."""
 
     name: str
     superclass_names: tuple[str, ...]
-    of: torch.Tensor  # (100,) int64: superclass id of each fine label
+    of: torch.Tensor  # (C,) int64: superclass id of each label
+    dataset: str = "cifar100"  # the class set (see sdml.hierarchy.classes)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return class_names(self.dataset)
 
     @property
     def k(self) -> int:
@@ -66,13 +50,16 @@ class Superclasses:
 
     def members(self, superclass: int) -> list[str]:
         """The fine class names in one superclass, in label order."""
-        return [FINE_NAMES[i] for i in torch.nonzero(self.of == superclass).flatten().tolist()]
+        names = self.class_names
+        return [names[i] for i in torch.nonzero(self.of == superclass).flatten().tolist()]
 
     def to_json(self) -> dict:
+        names = self.class_names
         return {
             "name": self.name,
+            "dataset": self.dataset,
             "superclass_names": list(self.superclass_names),
-            "classes": {FINE_NAMES[i]: int(s) for i, s in enumerate(self.of.tolist())},
+            "classes": {names[i]: int(s) for i, s in enumerate(self.of.tolist())},
         }
 
 
@@ -81,13 +68,24 @@ def cifar_superclasses() -> Superclasses:
     return Superclasses("cifar", COARSE_NAMES, torch.tensor(FINE_TO_COARSE, dtype=torch.long))
 
 
+def own_superclasses(dataset: str) -> Superclasses | None:
+    """The superclasses a class set ships with (CIFAR-100's 20), or ``None`` when it has none."""
+    class_names(dataset)  # an unknown class set is an error, not "no superclasses"
+    if dataset not in OWN_SUPERCLASSES:
+        return None
+    names, of = OWN_SUPERCLASSES[dataset]
+    return Superclasses("cifar", names, torch.tensor(of, dtype=torch.long), dataset)
+
+
 def superclass_of() -> torch.Tensor:
     """(100,) LongTensor: CIFAR-100 superclass id of each fine label."""
     return cifar_superclasses().of
 
 
-def from_json(obj: dict, source: str = "mapping") -> Superclasses:
-    """Validate a JSON mapping (see the module docstring) and build :class:`Superclasses`."""
+def from_json(obj: dict, source: str = "mapping", dataset: str = "cifar100") -> Superclasses:
+    """Validate a JSON mapping of ``dataset``'s classes (see the module docstring) and build
+    :class:`Superclasses`; a mapping made for another class set is refused naming both."""
+    fine_names = class_names(dataset)
     if not isinstance(obj, dict):
         raise ValueError(f"{source}: expected a JSON object, got {type(obj).__name__}")
     names = obj.get("superclass_names")
@@ -96,27 +94,33 @@ def from_json(obj: dict, source: str = "mapping") -> Superclasses:
         raise ValueError(f"{source}: 'superclass_names' must be a non-empty list of strings")
     if not isinstance(classes, dict):
         raise ValueError(f"{source}: 'classes' must be an object of class name -> superclass id")
-    unknown = sorted(set(classes) - set(FINE_NAMES))
+    made_for = obj.get("dataset", class_set_of(classes) or dataset)
+    if made_for != dataset:
+        raise ValueError(f"{source}: the mapping was made for the classes of {made_for!r}, but "
+                         f"this run's dataset uses those of {dataset!r}; use a mapping made for "
+                         f"{dataset!r}")
+    unknown = sorted(set(classes) - set(fine_names))
     if unknown:
-        raise ValueError(f"{source}: unknown class name(s) {unknown[:5]}; allowed: the 100 CIFAR-100 "
-                         f"fine class names (for example {FINE_NAMES[:3]})")
-    missing = [n for n in FINE_NAMES if n not in classes]
+        raise ValueError(f"{source}: unknown class name(s) {unknown[:5]}; allowed: the "
+                         f"{len(fine_names)} {dataset} class names (for example {fine_names[:3]})")
+    missing = [n for n in fine_names if n not in classes]
     if missing:
-        raise ValueError(f"{source}: {len(missing)} class(es) have no superclass, "
-                         f"for example {missing[:5]}; every one of the 100 classes needs one")
+        raise ValueError(f"{source}: {len(missing)} class(es) have no superclass, for example "
+                         f"{missing[:5]}; every one of the {len(fine_names)} classes needs one")
     k = len(names)
     ids = []
-    for fine in FINE_NAMES:
+    for fine in fine_names:
         sid = classes[fine]
         if isinstance(sid, bool) or not isinstance(sid, int) or not 0 <= sid < k:
             raise ValueError(f"{source}: classes[{fine!r}] = {sid!r} is not a superclass id; "
                              f"allowed: an integer in 0..{k - 1}")
         ids.append(sid)
-    return Superclasses(str(obj.get("name", source)), tuple(names), torch.tensor(ids, dtype=torch.long))
+    return Superclasses(str(obj.get("name", source)), tuple(names),
+                        torch.tensor(ids, dtype=torch.long), dataset)
 
 
-def load_mapping(path: str | Path) -> Superclasses:
-    """Read a superclass mapping from a JSON file."""
+def load_mapping(path: str | Path, dataset: str = "cifar100") -> Superclasses:
+    """Read a superclass mapping of ``dataset``'s classes from a JSON file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"superclasses: mapping file {str(path)!r} does not exist")
@@ -124,7 +128,7 @@ def load_mapping(path: str | Path) -> Superclasses:
         obj = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"superclasses: {str(path)!r} is not valid JSON ({err})") from None
-    return from_json(obj, source=str(path))
+    return from_json(obj, source=str(path), dataset=dataset)
 
 
 def save_mapping(sc: Superclasses, path: str | Path) -> None:

@@ -14,8 +14,10 @@
 The cache folder is ``$SDML_NLTK_DATA`` if set, else ``.cache/nltk_data`` in the source checkout
 (or in the working folder for an installed package). The tree, the similarities and the derived
 superclasses live in :mod:`sdml.hierarchy.wordnet_tree` and :mod:`sdml.hierarchy.wordnet_groups`; they are re-exported
-here. The committed ``mappings/wordnet_tree.json`` and ``mappings/wordnet_k20.json`` are what
-:func:`run_hierarchy` writes (``python -m sdml hierarchy --k 20 --out sdml/mappings/wordnet_k20.json``).
+here. The committed trees and mappings (:func:`tree_path`, :func:`mapping_path`: CIFAR-100's
+``mappings/wordnet_tree.json`` and ``mappings/wordnet_k20.json``, another class set's under
+``mappings/<dataset>/``) are what :func:`run_hierarchy` writes
+(``python -m sdml hierarchy --k 20 --out sdml/hierarchy/mappings/wordnet_k20.json``).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-from sdml.hierarchy.superclasses import MAPPINGS_DIR, Superclasses, cifar_superclasses, save_mapping
+from sdml.hierarchy.superclasses import MAPPINGS_DIR, Superclasses, own_superclasses, save_mapping
 from sdml.io.atomic import atomic_write_json
 from sdml.hierarchy.wordnet_groups import (adjusted_rand_index, agreement, derive_superclasses,
                                            normalised_similarity, normalized_mutual_info,
@@ -41,6 +43,7 @@ from sdml.hierarchy.wordnet_tree import (CLASS_SYNSETS, TREE_RULE, Tree, build_t
 __all__ = ["CLASS_SYNSETS", "DB_FILES", "LEXNAMES", "TREE_PATH", "TREE_RULE", "Tree", "adjusted_rand_index",
            "agreement", "build_tree", "check_version", "default_cache_dir", "default_system_dirs",
            "derive_superclasses", "get_wordnet", "lexnames_text", "load_similarity", "load_tree",
+           "mapping_path", "tree_path",
            "normalised_similarity", "normalized_mutual_info", "run_hierarchy", "save_tree",
            "similarity_matrix", "soft_beta_alpha", "wordnet_superclasses"]
 
@@ -249,45 +252,68 @@ def get_wordnet(cache_dir: str | Path | None = None, *, download: bool = True,
         f"  - put an nltk 'wordnet' corpus (WordNet 3.0) at {cache / 'corpora' / 'wordnet'}")
 
 
+def tree_path(dataset: str = "cifar100") -> Path:
+    """Where a class set's committed WordNet tree lives."""
+    folder = MAPPINGS_DIR if dataset == "cifar100" else MAPPINGS_DIR / dataset
+    return folder / "wordnet_tree.json"
+
+
+def mapping_path(dataset: str = "cifar100", k: int = 20) -> Path:
+    """Where a class set's committed k-group WordNet mapping lives (it may not exist)."""
+    return tree_path(dataset).parent / f"wordnet_k{k}.json"
+
+
 def save_tree(tree: Tree, path: str | Path) -> None:
     """Write the tree (parent map, class synsets, rule) as JSON, atomically."""
     atomic_write_json(path, tree.to_json())
 
 
-def load_tree(path: str | Path = TREE_PATH) -> Tree:
-    """Read a tree written by :func:`save_tree` (default: the committed one; no WordNet needed)."""
-    path = Path(path)
+def load_tree(path: str | Path | None = None, dataset: str = "cifar100") -> Tree:
+    """Read a tree written by :func:`save_tree` (default: ``dataset``'s committed one; no
+    WordNet needed); a tree of another class set is refused."""
+    path = tree_path(dataset) if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"wordnet: tree file {str(path)!r} does not exist "
                                 "(write it with run_hierarchy(k, out, tree_out=...))")
-    return Tree.from_json(json.loads(path.read_text()), source=str(path))
+    tree = Tree.from_json(json.loads(path.read_text()), source=str(path))
+    if tree.dataset != dataset:
+        raise ValueError(f"{path}: the tree was made for the classes of {tree.dataset!r}, not "
+                         f"{dataset!r}")
+    return tree
 
 
-def _tree(cache_dir=None) -> Tree:
-    return load_tree() if TREE_PATH.is_file() else build_tree(get_wordnet(cache_dir))
+def _tree(cache_dir=None, dataset: str = "cifar100") -> Tree:
+    if tree_path(dataset).is_file():
+        return load_tree(dataset=dataset)
+    return build_tree(get_wordnet(cache_dir), dataset=dataset)
 
 
-def load_similarity(kind: str = "wup", cache_dir: str | Path | None = None):
-    """(100, 100) float32 class similarity from the committed tree (WordNet only if it is missing)."""
-    return _tree(cache_dir).similarity_matrix(kind)
+def load_similarity(kind: str = "wup", cache_dir: str | Path | None = None,
+                    dataset: str = "cifar100"):
+    """(C, C) float32 class similarity from the committed tree (WordNet only if it is missing)."""
+    return _tree(cache_dir, dataset).similarity_matrix(kind)
 
 
-def wordnet_superclasses(k: int = 20, cache_dir: str | Path | None = None) -> Superclasses:
+def wordnet_superclasses(k: int = 20, cache_dir: str | Path | None = None,
+                         dataset: str = "cifar100") -> Superclasses:
     """k superclasses derived from the committed tree (WordNet only if it is missing)."""
-    return derive_superclasses(_tree(cache_dir), k)
+    return derive_superclasses(_tree(cache_dir, dataset), k)
 
 
 def run_hierarchy(k: int, out_path: str | Path, cache_dir: str | Path | None = None,
-                  tree_out: str | Path | None = None) -> dict:
-    """WordNet -> tree -> k superclasses -> JSON at ``out_path``; returns the agreement with
-    CIFAR-100's own 20 superclasses (``ari``, ``nmi``, ``contingency``) and what was written."""
+                  tree_out: str | Path | None = None, dataset: str = "cifar100") -> dict:
+    """WordNet -> tree -> k superclasses -> JSON at ``out_path``; returns what was written and,
+    for a class set with superclasses of its own, the agreement with them (``ari``, ``nmi``,
+    ``contingency``)."""
     wn = get_wordnet(cache_dir)
-    tree = build_tree(wn)
+    tree = build_tree(wn, dataset=dataset)
     sc = derive_superclasses(tree, k)
     save_mapping(sc, out_path)
     if tree_out is not None:
         save_tree(tree, tree_out)
-    result = agreement(sc, cifar_superclasses())
-    return {"k": sc.k, "out": str(out_path), "tree_out": None if tree_out is None else str(tree_out),
+    own = own_superclasses(dataset)
+    result = agreement(sc, own) if own is not None else {}
+    return {"k": sc.k, "dataset": dataset, "out": str(out_path),
+            "tree_out": None if tree_out is None else str(tree_out),
             "wordnet_version": wn.get_version(), "rule": TREE_RULE,
             "superclass_names": list(sc.superclass_names), **result}

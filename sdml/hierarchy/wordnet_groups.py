@@ -1,7 +1,7 @@
 """Uses of the class similarity: derived superclasses, agreement of mappings, soft Beta parameter.
 
-:func:`derive_superclasses` cuts the 100 classes into k groups by **agglomerative clustering with
-average linkage** (UPGMA) on the distance 1 - similarity: start from 100 singletons and merge
+:func:`derive_superclasses` cuts a dataset's C classes into k groups by **agglomerative clustering
+with average linkage** (UPGMA) on the distance 1 - similarity: start from C singletons and merge
 the two groups at the smallest average pairwise distance until k groups remain. Ties (common:
 tree similarities take few values) go to the pair whose smallest fine labels (i, j), i < j, come
 first in lexicographic order; distances are compared after rounding to 1e-9 so that float noise
@@ -22,14 +22,14 @@ from collections import Counter
 import numpy as np
 import torch
 
-from sdml.hierarchy.superclasses import FINE_NAMES, Superclasses
+from sdml.hierarchy.classes import CLASS_NAMES, class_names
+from sdml.hierarchy.superclasses import Superclasses
 from sdml.hierarchy.wordnet_tree import Tree
 
 _DECIMALS = 9  # distances are compared at this precision (see the module docstring)
 
 
-def _check_k(k) -> int:
-    n = len(FINE_NAMES)
+def _check_k(k, n: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= n - 1:
         raise ValueError(f"k: {k!r} is not a number of groups; allowed: an integer in 2..{n - 1}")
     return int(k)
@@ -58,33 +58,43 @@ def average_linkage(sim: np.ndarray, k: int) -> np.ndarray:
     return ids
 
 
-def _group_names(groups: list[list[int]], tree: Tree | None) -> list[str]:
+def _group_names(groups: list[list[int]], tree: Tree | None,
+                 fine: tuple[str, ...] | None = None) -> list[str]:
+    """Groups named by their members' lowest common ancestor in ``tree``, or ``group:<first
+    class>`` without a tree; ``fine`` are the class names (default: the tree's)."""
+    fine = tree.class_names if fine is None else fine
     if tree is None:
-        return [f"group:{FINE_NAMES[g[0]]}" for g in groups]
-    names = [tree.lca_of([FINE_NAMES[i] for i in g]) for g in groups]
+        return [f"group:{fine[g[0]]}" for g in groups]
+    names = [tree.lca_of([fine[i] for i in g]) for g in groups]
     counts = Counter(names)
-    return [f"{name}/{FINE_NAMES[g[0]]}" if counts[name] > 1 else name for name, g in zip(names, groups)]
+    return [f"{name}/{fine[g[0]]}" if counts[name] > 1 else name for name, g in zip(names, groups)]
 
 
-def derive_superclasses(tree_or_similarity, k: int = 20, kind: str = "wup") -> Superclasses:
+def derive_superclasses(tree_or_similarity, k: int = 20, kind: str = "wup",
+                        dataset: str = "cifar100") -> Superclasses:
     """Cut the classes into exactly k non-empty groups (see the module docstring for the method).
 
     Args:
         tree_or_similarity: a :class:`Tree` (its ``kind`` similarity is used, and groups are named
             by their lowest common ancestor synset, duplicates suffixed ``/<first class>``) or a
-            (100, 100) symmetric similarity (groups named ``group:<first class>``).
-        k: number of groups, 2..99.
+            (C, C) symmetric similarity of ``dataset``'s classes (groups named
+            ``group:<first class>``).
+        k: number of groups, 2..C-1.
+        dataset: the class set of a similarity (a tree knows its own).
     Returns:
         Superclasses named ``wordnet_k<k>`` (from a tree) or ``similarity_k<k>``.
     """
-    k = _check_k(k)
     if isinstance(tree_or_similarity, Tree):
-        tree, sim, name = tree_or_similarity, tree_or_similarity.similarity_numpy(kind), f"wordnet_k{k}"
+        tree, dataset = tree_or_similarity, tree_or_similarity.dataset
+        sim, name = tree.similarity_numpy(kind), "wordnet_k{k}"
     else:
-        tree, sim, name = None, _check_similarity(tree_or_similarity, "tree_or_similarity"), f"similarity_k{k}"
+        tree, name = None, "similarity_k{k}"
+        sim = _check_similarity(tree_or_similarity, "tree_or_similarity", len(class_names(dataset)))
+    k = _check_k(k, len(sim))
     ids = average_linkage(sim, k)
     groups = [np.flatnonzero(ids == g).tolist() for g in range(k)]
-    return Superclasses(name, tuple(_group_names(groups, tree)), torch.as_tensor(ids, dtype=torch.long))
+    return Superclasses(name.format(k=k), tuple(_group_names(groups, tree, class_names(dataset))),
+                        torch.as_tensor(ids, dtype=torch.long), dataset)
 
 
 def contingency_table(a: np.ndarray, b: np.ndarray, ka: int | None = None, kb: int | None = None) -> np.ndarray:
@@ -146,9 +156,13 @@ def agreement(a: Superclasses, b: Superclasses) -> dict:
             "rows": list(a.superclass_names), "cols": list(b.superclass_names)}
 
 
-def _check_similarity(sim, field: str = "sim") -> np.ndarray:
+def _check_similarity(sim, field: str = "sim", n: int | None = None) -> np.ndarray:
+    """``sim`` as a float64 array, checked: (n, n), finite and symmetric; without ``n``, the
+    size of any known class set (10 or 100 classes)."""
     s = np.asarray(torch.as_tensor(sim).detach().cpu().to(torch.float64))
-    n = len(FINE_NAMES)
+    sizes = sorted({len(names) for names in CLASS_NAMES.values()})
+    if n is None:
+        n = s.shape[0] if s.ndim == 2 and s.shape[0] in sizes else sizes[-1]
     if s.shape != (n, n):
         raise ValueError(f"{field}: shape {tuple(s.shape)}; allowed: ({n}, {n})")
     if not np.isfinite(s).all() or not np.allclose(s, s.T, rtol=0, atol=1e-6):
@@ -157,7 +171,7 @@ def _check_similarity(sim, field: str = "sim") -> np.ndarray:
 
 
 def normalised_similarity(sim) -> torch.Tensor:
-    """(100, 100) similarity rescaled to [0, 1]: t = clip((s - s_min) / (s_max - s_min), 0, 1).
+    """(C, C) similarity rescaled to [0, 1]: t = clip((s - s_min) / (s_max - s_min), 0, 1).
 
     s_min and s_max are the smallest and largest *off-diagonal* similarities, so the least similar
     pair of distinct classes gets 0, the most similar gets 1, and the diagonal (s = 1 >= s_max)

@@ -1,7 +1,7 @@
-"""The WordNet hypernym tree above CIFAR-100's 100 classes, and class similarities on it.
+"""The WordNet hypernym tree above a dataset's classes, and class similarities on it.
 
-Each class is one WordNet 3.0 noun synset (:data:`CLASS_SYNSETS`: the sense the images show, not
-the first sense). WordNet's noun hierarchy is a graph (a synset may have several hypernyms); it is
+Each class is one WordNet 3.0 noun synset (CIFAR-100: :data:`CLASS_SYNSETS`; CIFAR-10 and
+Fashion-MNIST: :mod:`sdml.hierarchy.senses`; the sense the images show, not the first sense). WordNet's noun hierarchy is a graph (a synset may have several hypernyms); it is
 made a **tree** by one rule:
 
     every synset keeps the hypernym on its *longest* path to ``entity.n.01`` (the most specific
@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from sdml.hierarchy.superclasses import FINE_NAMES
+from sdml.hierarchy.classes import class_names
+from sdml.hierarchy.senses import CIFAR10_SYNSETS, FASHION_MNIST_SYNSETS
 
 ROOT = "entity.n.01"
 TREE_RULE = ("parent = hypernym on the longest path to entity.n.01; ties: the path whose synset "
@@ -139,6 +140,16 @@ CLASS_SYNSETS: dict[str, str] = {
 }
 
 
+def curated_synsets(dataset: str = "cifar100") -> dict[str, str]:
+    """The curated synset of each class of a class set, in label order."""
+    names = class_names(dataset)
+    table = {"cifar100": CLASS_SYNSETS, "cifar10": CIFAR10_SYNSETS,
+             "fashion-mnist": FASHION_MNIST_SYNSETS}.get(dataset)
+    if table is None or list(table) != list(names):
+        raise ValueError(f"classes: no curated WordNet senses for {dataset!r}")
+    return dict(table)
+
+
 def chosen_path(synset) -> list[str]:
     """The synset's path from ``entity.n.01`` under :data:`TREE_RULE` (names, root first)."""
     paths = [[s.name() for s in p] for p in synset.hypernym_paths()]
@@ -146,24 +157,28 @@ def chosen_path(synset) -> list[str]:
 
 
 class Tree:
-    """A rooted tree of synset names with the 100 classes on it (leaves or inner nodes).
+    """A rooted tree of synset names with a class set's classes on it (leaves or inner nodes).
 
     Attributes:
         parent: node -> parent node (``None`` for the root).
-        class_nodes: (100,) synset name of each fine label.
+        class_nodes: (C,) synset name of each label.
+        dataset: the class set (see :mod:`sdml.hierarchy.classes`).
         depth: node -> depth in nodes (the root has depth 1).
     """
 
-    def __init__(self, parent: Mapping[str, str | None], class_nodes: Sequence[str]):
+    def __init__(self, parent: Mapping[str, str | None], class_nodes: Sequence[str],
+                 dataset: str = "cifar100"):
         self.parent = dict(parent)
         self.class_nodes = tuple(class_nodes)
+        self.dataset = dataset
+        self.class_names = class_names(dataset)
         roots = sorted(n for n, p in self.parent.items() if p is None)
         if len(roots) != 1:
             raise ValueError(f"tree: needs exactly one root, got {roots[:5]}")
         self.root = roots[0]
-        if len(self.class_nodes) != len(FINE_NAMES):
+        if len(self.class_nodes) != len(self.class_names):
             raise ValueError(f"tree: class_nodes has {len(self.class_nodes)} entries; "
-                             f"allowed: one per class ({len(FINE_NAMES)})")
+                             f"allowed: one per class of {dataset} ({len(self.class_names)})")
         unknown = [n for n in self.class_nodes if n not in self.parent]
         if unknown:
             raise ValueError(f"tree: class node(s) {unknown[:5]} are not in the tree")
@@ -189,9 +204,10 @@ class Tree:
         """A class name (``"dolphin"``) or a synset name in the tree -> the synset name."""
         if name in self.parent:
             return name
-        if name in FINE_NAMES:
-            return self.class_nodes[FINE_NAMES.index(name)]
-        raise ValueError(f"tree: {name!r} is neither a CIFAR-100 class name nor a synset in the tree")
+        if name in self.class_names:
+            return self.class_nodes[self.class_names.index(name)]
+        raise ValueError(f"tree: {name!r} is neither a {self.dataset} class name nor a synset "
+                         f"in the tree")
 
     def path(self, name: str) -> list[str]:
         """Synset names from the root down to ``name``."""
@@ -219,11 +235,11 @@ class Tree:
         return common[-1]
 
     def similarity_numpy(self, kind: str = "wup") -> np.ndarray:
-        """(100, 100) float64 class similarity (see :func:`similarity_matrix`)."""
+        """(C, C) float64 class similarity (see :func:`similarity_matrix`)."""
         if kind not in SIMILARITY_KINDS:
             raise ValueError(f"kind: {kind!r}; allowed: {', '.join(SIMILARITY_KINDS)}")
         n = len(self.class_nodes)
-        d = np.array([self.depth[c] for c in self.class_nodes], dtype=np.float64)  # (100,)
+        d = np.array([self.depth[c] for c in self.class_nodes], dtype=np.float64)  # (C,)
         d_lca = np.empty((n, n), dtype=np.float64)
         for i in range(n):
             for j in range(i, n):
@@ -233,12 +249,12 @@ class Tree:
         return 1.0 / (1.0 + d[:, None] + d[None, :] - 2.0 * d_lca)  # path: 1 / (1 + edges between)
 
     def similarity_matrix(self, kind: str = "wup", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """(100, 100) class similarity: symmetric, 1 on the diagonal, in (0, 1]."""
+        """(C, C) class similarity: symmetric, 1 on the diagonal, in (0, 1]."""
         return torch.from_numpy(self.similarity_numpy(kind)).to(dtype)
 
     def to_json(self) -> dict:
-        return {"root": self.root, "rule": TREE_RULE,
-                "classes": dict(zip(FINE_NAMES, self.class_nodes)),
+        return {"root": self.root, "rule": TREE_RULE, "dataset": self.dataset,
+                "classes": dict(zip(self.class_names, self.class_nodes)),
                 "parent": {n: self.parent[n] for n in sorted(self.parent)}}
 
     @classmethod
@@ -246,29 +262,35 @@ class Tree:
         if not isinstance(obj, dict) or not isinstance(obj.get("parent"), dict) \
                 or not isinstance(obj.get("classes"), dict):
             raise ValueError(f"{source}: expected an object with 'parent' and 'classes' objects")
-        classes = obj["classes"]
-        missing = [n for n in FINE_NAMES if n not in classes]
-        if missing or len(classes) != len(FINE_NAMES):
-            raise ValueError(f"{source}: 'classes' must name a synset for each of the 100 classes "
-                             f"(missing {missing[:5]}, {len(classes)} given)")
-        return cls(obj["parent"], [classes[n] for n in FINE_NAMES])
+        classes, dataset = obj["classes"], obj.get("dataset", "cifar100")
+        names = class_names(dataset)
+        missing = [n for n in names if n not in classes]
+        if missing or len(classes) != len(names):
+            raise ValueError(f"{source}: 'classes' must name a synset for each of the {len(names)} "
+                             f"{dataset} classes (missing {missing[:5]}, {len(classes)} given)")
+        return cls(obj["parent"], [classes[n] for n in names], dataset)
 
 
-def build_tree(wn, class_synsets: Mapping[str, str] = CLASS_SYNSETS) -> Tree:
-    """The hypernym tree of the class synsets (see :data:`TREE_RULE`), from an nltk WordNet reader."""
+def build_tree(wn, class_synsets: Mapping[str, str] | None = None,
+               dataset: str = "cifar100") -> Tree:
+    """The hypernym tree of a class set's synsets (see :data:`TREE_RULE`), from an nltk WordNet
+    reader; ``class_synsets`` defaults to the curated ones (:func:`curated_synsets`)."""
+    names = class_names(dataset)
+    if class_synsets is None:
+        class_synsets = curated_synsets(dataset)
     parent: dict[str, str | None] = {}
-    for fine in FINE_NAMES:
+    for fine in names:
         path = chosen_path(wn.synset(class_synsets[fine]))
         if path[0] != ROOT:
             raise ValueError(f"class_synsets[{fine!r}]: its hypernyms end at {path[0]!r}, not {ROOT!r}")
         for up, node in zip([None] + path[:-1], path):
             if parent.setdefault(node, up) != up:  # cannot happen under TREE_RULE; checked anyway
                 raise RuntimeError(f"tree: {node!r} reached with parents {parent[node]!r} and {up!r}")
-    return Tree(parent, [class_synsets[fine] for fine in FINE_NAMES])
+    return Tree(parent, [class_synsets[fine] for fine in names], dataset)
 
 
 def similarity_matrix(wn_or_tree, kind: str = "wup", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(100, 100) class similarity on the tree: ``wup`` (Wu-Palmer, depth in nodes) or ``path``
+    """(C, C) class similarity on the tree: ``wup`` (Wu-Palmer, depth in nodes) or ``path``
     (1 / (1 + number of tree edges between the classes)). Takes a :class:`Tree` or a WordNet reader."""
     tree = wn_or_tree if isinstance(wn_or_tree, Tree) else build_tree(wn_or_tree)
     return tree.similarity_matrix(kind, dtype)

@@ -86,28 +86,33 @@ class GroupedPeers(ResNetTrunk):
         shortcut: str = "A",
         generator: torch.Generator | None = None,
         runs: int = 1,
+        in_channels: int = 3,
     ):
         check_k(k)
         check_runs(runs)
         p = runs * k
         # draw the peers first, in LoopPeers' order, so that even torch's global random state
         # gives both the same weights; the fused layers' own default init is then overwritten
-        kwargs = dict(depth=depth, num_classes=num_classes, width=width, shortcut=shortcut)
+        kwargs = dict(depth=depth, num_classes=num_classes, width=width, shortcut=shortcut,
+                      in_channels=in_channels)
         peers = [resnet_cifar(**kwargs, generator=generator).state_dict() for _ in range(p)]
         # the fused layers' default init is overwritten below; with a generator it must not
         # consume torch's global random state either
         with torch.random.fork_rng(devices=[], enabled=generator is not None):
-            super().__init__(depth, width, shortcut, groups=p, num_classes=num_classes)
-            if runs > 1:  # each run's own 3 input channels feed that run's K stems only
-                self.conv1 = RunStem(3 * runs, p * width, 3, 1, 1, bias=False, groups=runs)
+            super().__init__(depth, width, shortcut, groups=p, num_classes=num_classes,
+                             in_channels=in_channels)
+            if runs > 1:  # each run's own input channels feed that run's K stems only
+                self.conv1 = RunStem(in_channels * runs, p * width, 3, 1, 1, bias=False,
+                                     groups=runs)
             self.fc = GroupedLinear(p, self.feature_dim, num_classes)
         self.k, self.runs, self.n_peers, self.num_classes = k, runs, p, num_classes
         self.load_peer_state_dicts(peers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3 * self.runs:
-            raise ValueError(f"x: shape {tuple(x.shape)}; expected (B, {3 * self.runs}, H, W), "
-                             f"3 channels for each of the {self.runs} runs")
+        c = self.in_channels
+        if x.dim() != 4 or x.shape[1] != c * self.runs:
+            raise ValueError(f"x: shape {tuple(x.shape)}; expected (B, {c * self.runs}, H, W), "
+                             f"{c} channel(s) for each of the {self.runs} runs")
         feats = self.features(x)  # (B, P*F)
         feats = feats.reshape(feats.shape[0], self.n_peers, self.feature_dim)  # (B, P, F)
         return self.fc(feats)  # (P, B, C)
@@ -216,7 +221,7 @@ class SharedInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        x = x.repeat(1, self.model.runs, 1, 1)  # (B, R*3, H, W)
+        x = x.repeat(1, self.model.runs, 1, 1)  # (B, R*C_in, H, W)
         if nhwc:  # keep the memory format the caller chose for the convolutions
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)  # (R*K, B, C)

@@ -38,6 +38,11 @@ def check_resnet_args(depth: int, num_classes: int, width: int, shortcut: str) -
     return (depth - 2) // 6
 
 
+def check_in_channels(in_channels: int) -> None:
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels={in_channels!r}: allowed is an integer >= 1")
+
+
 def check_k(k: int) -> None:
     """Validate the number of peers."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -93,16 +98,19 @@ class BasicBlock(nn.Module):
 class ResNetTrunk(nn.Module):
     """Stem and three stages of a CIFAR ResNet for ``groups`` peers; the head is up to subclasses.
 
-    The stem is one dense conv from the shared 3-channel input to ``groups * width`` channels;
+    The stem is one dense conv from the shared input (3 channels for colour images, 1 for
+    grayscale) to ``groups * width`` channels;
     every later layer keeps the peers apart (grouped convs, per-channel BN).
     """
 
     def __init__(self, depth: int, width: int, shortcut: str, groups: int = 1,
-                 num_classes: int = 1):
+                 num_classes: int = 1, in_channels: int = 3):
         super().__init__()
         n = check_resnet_args(depth, num_classes, width, shortcut)
+        check_in_channels(in_channels)
         self.depth, self.width, self.shortcut, self.groups = depth, width, shortcut, groups
-        self.conv1 = nn.Conv2d(3, groups * width, 3, 1, 1, bias=False)
+        self.in_channels = in_channels
+        self.conv1 = nn.Conv2d(in_channels, groups * width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(groups * width)
         in_planes = width
         for stage, planes in enumerate((width, 2 * width, 4 * width)):
@@ -115,18 +123,19 @@ class ResNetTrunk(nn.Module):
         self.feature_dim = 4 * width  # per peer
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features of all peers, peer-major: (B, 3, H, W) -> (B, groups * 4w)."""
+        """Pooled features of all peers, peer-major: (B, C_in, H, W) -> (B, groups * 4w)."""
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return x.mean(dim=(2, 3))
 
 
 class CifarResNet(ResNetTrunk):
-    """One CIFAR ResNet; ``forward(x: (B, 3, H, W)) -> logits (B, C)``."""
+    """One CIFAR ResNet; ``forward(x: (B, C_in, H, W)) -> logits (B, C)``."""
 
     def __init__(self, depth: int = 32, num_classes: int = 100, width: int = 16,
-                 shortcut: str = "A"):
-        super().__init__(depth, width, shortcut, groups=1, num_classes=num_classes)
+                 shortcut: str = "A", in_channels: int = 3):
+        super().__init__(depth, width, shortcut, groups=1, num_classes=num_classes,
+                         in_channels=in_channels)
         self.num_classes = num_classes
         self.fc = nn.Linear(self.feature_dim, num_classes)
 
@@ -161,6 +170,7 @@ def resnet_cifar(
     width: int = 16,
     shortcut: str = "A",
     generator: torch.Generator | None = None,
+    in_channels: int = 3,
 ) -> CifarResNet:
     """Build a CIFAR ResNet of ``depth`` = 6n+2 layers, stage widths (w, 2w, 4w).
 
@@ -171,9 +181,10 @@ def resnet_cifar(
         shortcut: "A" (zero-padding identity, parameter-free) or "B" (1x1 conv + BN projection).
         generator: random source for the initial weights (None: torch's global one, which then
             also feeds the layers' default init; with a generator the global state is untouched).
+        in_channels: image channels (3 colour, 1 grayscale).
     """
     with torch.random.fork_rng(devices=[], enabled=generator is not None):
-        net = CifarResNet(depth, num_classes, width, shortcut)  # default init, overwritten below
+        net = CifarResNet(depth, num_classes, width, shortcut, in_channels)  # default init, overwritten below
     return init_weights(net, generator)
 
 
@@ -199,7 +210,7 @@ def check_peer_states(states: list[dict[str, torch.Tensor]], k: int,
 
 
 class LoopPeers(nn.Module):
-    """K independent ``resnet_cifar`` networks; ``forward(x: (B, 3, H, W)) -> logits (K, B, C)``."""
+    """K independent ``resnet_cifar`` networks; ``forward(x: (B, C_in, H, W)) -> logits (K, B, C)``."""
 
     def __init__(self, k: int, generator: torch.Generator | None = None, **resnet_kwargs):
         super().__init__()

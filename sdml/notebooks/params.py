@@ -44,8 +44,9 @@ def _str(default: str) -> Param:
 
 
 def _superclasses(default: str) -> Param:
-    return Param(default, lambda v: isinstance(v, str) and (v in ("cifar", "wordnet") or v.endswith(".json")),
-                 "cifar, wordnet or a path to a JSON mapping ending in .json")
+    return Param(default, lambda v: isinstance(v, str) and (v in ("auto", "cifar", "wordnet")
+                                                            or v.endswith(".json")),
+                 "auto, cifar, wordnet or a path to a JSON mapping ending in .json")
 
 
 def _fused_methods(default: list) -> Param:
@@ -70,16 +71,16 @@ COMMON: dict[str, Param] = {
 }
 
 SPECS: dict[str, dict[str, Param]] = {
-    "01_superclass_hierarchy": {"wordnet_k": _int(2, 99)(20)},
+    "01_superclass_hierarchy": {"wordnet_k": _int(0, 99)(0)},  # 0: the dataset's default k
     "02_mixing_preview": {"grid_pairs": _int(1, 12)(4)},
     "03_ratio_distributions": {"n_samples": _int(100)(20000)},
     "04_train_dml": {
         "method": _one_of(METHODS)("superclass-beta"),
-        "superclasses": _superclasses("cifar"),
+        "superclasses": _superclasses("auto"),         # auto: the dataset's own, else wordnet
         "peers": _int(2)(2),
         "epochs": _int(0)(0),                          # 0: the profile's
         "device": _one_of(DEVICES)("auto"),
-        "threads": _int(0)(0),                         # CPU threads for torch, 0: torch's default
+        "threads": _int(0)(0),                         # CPU threads for torch, 0: auto (free cores)
         "run_name": _str("auto"),                      # auto: <method>-<superclasses>-seed<seed>
         "methods": _fused_methods([]),                 # several: one fused job (sdml.training.multirun)
     },
@@ -122,11 +123,19 @@ def validate(notebook: str, **params) -> dict[str, Any]:
     return out
 
 
+def superclasses_of(params: dict) -> str:
+    """Notebook 04's superclass source with ``auto`` resolved for its dataset (as the config
+    resolves it), so that a run folder names the superclasses actually used."""
+    if params["superclasses"] != "auto":
+        return params["superclasses"]
+    return train_config(params).superclasses
+
+
 def run_dir(params: dict) -> Path:
     """Notebook 04's run folder: ``run_root/<run_name>`` (``auto``: see :func:`run_name`)."""
     name = params["run_name"]
     if name == "auto":
-        name = run_name(params["method"], params["superclasses"], params["seed"])
+        name = run_name(params["method"], superclasses_of(params), params["seed"])
     return Path(params["run_root"]) / name
 
 
@@ -134,7 +143,8 @@ def run_dirs(params: dict) -> list[Path]:
     """Notebook 04's run folders: one, or one per method of a fused job (``methods``)."""
     if not params["methods"]:
         return [run_dir(params)]
-    return [Path(params["run_root"]) / run_name(m, params["superclasses"], params["seed"])
+    source = superclasses_of(params)
+    return [Path(params["run_root"]) / run_name(m, source, params["seed"])
             for m in params["methods"]]
 
 

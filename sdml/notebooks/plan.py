@@ -44,7 +44,7 @@ class Step:
 # ----------------------------------------------------------------------------- resolving options
 
 def resolve_profile(profile: str, log=print) -> str:
-    """``auto``: ``paper`` when a CUDA GPU is present, else ``demo``; says which and why."""
+    """``auto``: ``paper`` when a CUDA GPU is present, else ``cpu``; says which and why."""
     if profile != "auto":
         return profile
     import torch
@@ -53,9 +53,10 @@ def resolve_profile(profile: str, log=print) -> str:
         log(f"[sdml] profile auto -> paper: CUDA GPU found ({torch.cuda.get_device_name(0)}); "
             f"Table 1's protocol (2 x ResNet-32, CIFAR-100, 200 epochs)")
         return "paper"
-    log("[sdml] profile auto -> demo: no CUDA GPU (torch.cuda.is_available() is False); the paper "
-        "profile (200 epochs of 2 x ResNet-32) needs one, so a small CPU run on synthetic data instead")
-    return "demo"
+    log("[sdml] profile auto -> cpu: no CUDA GPU (torch.cuda.is_available() is False); the paper "
+        "profile (200 epochs of 2 x ResNet-32) needs one, so a small CPU run on real Fashion-MNIST "
+        "(a balanced subset, 2 x ResNet-8) instead")
+    return "cpu"
 
 
 def resolve_fuse_runs(fuse_runs: str, methods, log=print) -> bool:
@@ -75,10 +76,13 @@ def resolve_fuse_runs(fuse_runs: str, methods, log=print) -> bool:
 
 
 def resolve_data(data: str, profile: str) -> str:
-    """``auto``: ``cifar100`` for the paper profile, ``synthetic`` for the CPU profiles."""
+    """``auto``: the profile's own dataset (paper: cifar100; cpu, fashion: fashion-mnist; smoke,
+    demo: synthetic)."""
     if data != "auto":
         return data
-    return "cifar100" if profile == "paper" else "synthetic"
+    from sdml.training.config import PROFILES
+
+    return PROFILES[profile].get("data", "cifar100") if profile in PROFILES else "cifar100"
 
 
 def parse_param(text: str) -> tuple[str, object]:

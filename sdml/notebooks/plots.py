@@ -32,19 +32,24 @@ def superclass_order(superclass_of: torch.Tensor) -> list[int]:
 # ----------------------------------------------------------------------------- hierarchy
 
 def class_table(wn, tree, derived=None):
-    """DataFrame for display: each class, its CIFAR-100 superclass, its WordNet synset with
-    lemmas and definition, its depth and parent in the tree, and its derived superclass."""
+    """DataFrame for display: each class of the tree's dataset, its own superclass (CIFAR-100),
+    its WordNet synset with lemmas and definition, its depth and parent in the tree, and its
+    derived superclass."""
     import pandas as pd
 
-    from sdml.hierarchy.superclasses import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+    from sdml.hierarchy.superclasses import own_superclasses
 
+    own = own_superclasses(tree.dataset)
     rows = []
-    for i, name in enumerate(FINE_NAMES):
+    for i, name in enumerate(tree.class_names):
         node = tree.class_nodes[i]
         synset = wn.synset(node)
-        row = {"class": name, "CIFAR superclass": COARSE_NAMES[FINE_TO_COARSE[i]], "synset": node,
-               "lemmas": ", ".join(synset.lemma_names()[:3]), "definition": synset.definition(),
-               "depth": tree.depth[node], "parent in tree": tree.parent[node]}
+        row = {"class": name}
+        if own is not None:
+            row["CIFAR superclass"] = own.superclass_names[int(own.of[i])]
+        row.update({"synset": node, "lemmas": ", ".join(synset.lemma_names()[:3]),
+                    "definition": synset.definition(), "depth": tree.depth[node],
+                    "parent in tree": tree.parent[node]})
         if derived is not None:
             row["derived superclass"] = derived.superclass_names[int(derived.of[i])]
         rows.append(row)
@@ -52,7 +57,7 @@ def class_table(wn, tree, derived=None):
 
 
 def dendrogram_figure(similarity: torch.Tensor, names, superclass_of: torch.Tensor, superclass_names,
-                      k: int | None = None, title: str = "WordNet hierarchy of the 100 classes") -> Figure:
+                      k: int | None = None, title: str | None = None) -> Figure:
     """Average-linkage dendrogram of the distance ``1 - similarity`` (the clustering that
     :func:`sdml.hierarchy.wordnet.derive_superclasses` cuts), leaves coloured by their superclass.
 
@@ -83,7 +88,8 @@ def dendrogram_figure(similarity: torch.Tensor, names, superclass_of: torch.Tens
         ax.axvline(cut, color="crimson", ls="--", lw=1, label=f"cut into {k} groups")
         ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("average WordNet distance (1 - Wu-Palmer similarity)")
-    ax.set_title(f"{title}\nleaf: class (CIFAR-100 superclass), coloured by superclass")
+    title = title or f"WordNet hierarchy of the {len(names)} classes"
+    ax.set_title(f"{title}\nleaf: class (superclass), coloured by superclass")
     return fig
 
 
@@ -95,7 +101,8 @@ def similarity_heatmap(similarity: torch.Tensor, names, superclass_of: torch.Ten
     order = superclass_order(superclass_of)
     sim = np.asarray(similarity, dtype=np.float64)[np.ix_(order, order)]  # (C, C)
     labels = [names[i] for i in order]
-    fig = Figure(figsize=(15, 13.5), layout="constrained")
+    side = max(5.0, 0.15 * len(names))  # 15 x 13.5 inches for CIFAR-100's 100 classes
+    fig = Figure(figsize=(side, 0.9 * side), layout="constrained")
     ax = fig.subplots()
     sns.heatmap(sim, ax=ax, cmap="viridis", square=True, xticklabels=labels, yticklabels=labels,
                 cbar_kws={"label": "similarity", "shrink": 0.6})

@@ -62,13 +62,15 @@ def execute(step: Step, log_output: bool = False) -> None:
 
 
 def prepare_data(plan: list[Step], log=print) -> None:
-    """Fetch and check CIFAR-100 before any notebook runs, so a missing archive stops at once."""
-    folders = sorted({s.params["data_dir"] for s in plan
-                      if s.params["data"] == "cifar100" and s.notebook in USES_DATA})
-    for folder in folders:
-        from sdml.data.cifar import ensure_cifar100
+    """Fetch and check a real dataset before any notebook runs, so missing files stop at once."""
+    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan
+                     if s.params["data"] != "synthetic" and s.notebook in USES_DATA})
+    for data, folder in wanted:
+        from sdml.data.load import load_dataset
 
-        log(f"[sdml] CIFAR-100: {ensure_cifar100(REPO / folder, download=True)} (md5 checked)")
+        arrays = load_dataset(data, REPO / folder, download=True)
+        log(f"[sdml] {data}: {len(arrays.train_y)} train and {len(arrays.test_y)} test images "
+            f"(md5 checked)")
 
 
 def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
@@ -92,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="execute the notebooks in order with papermill")
-    p.add_argument("--profile", default="auto", help="smoke | demo | paper | auto (paper with a CUDA GPU, else demo)")
-    p.add_argument("--data", default="auto", help="synthetic | cifar100 | auto (cifar100 for paper, else synthetic)")
+    p.add_argument("--profile", default="auto", help="smoke | demo | cpu | fashion | paper | auto (paper with a CUDA GPU, else cpu)")
+    p.add_argument("--data", default="auto", help="synthetic | cifar100 | cifar10 | fashion-mnist | auto (the profile's own)")
     p.add_argument("--methods", nargs="+", default=list(TABLE1_METHODS),
                    help=f"notebook 04 runs once per method (default: Table 1's {' '.join(TABLE1_METHODS)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="notebook 04 runs once per seed (default 0)")

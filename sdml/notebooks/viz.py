@@ -3,7 +3,8 @@
 Pure helpers first (pick samples, mix a pair, the mixed label's top classes), then the plots.
 Every plot returns a :class:`matplotlib.figure.Figure` built without pyplot, so a notebook shows
 it once (as a cell's value) and nothing stays open; :func:`save_figure` writes it as a PNG named
-by its content. Images are in pixel units (0..255), channel first, as :mod:`sdml.data.cifar` stores them.
+by its content. Images are in pixel units (0..255), channel first, as :mod:`sdml.data` stores them
+(3 channels, or 1 for grayscale datasets, shown in gray).
 The ratio lam is always the weight of the first image and its label (:mod:`sdml.method.mixup`).
 """
 from __future__ import annotations
@@ -22,6 +23,15 @@ from sdml.method.mixup import METHODS, mix_images, mixed_target, sample_ratios
 
 #: The paper's Figure 3: (class of the first image, class of the second, lam).
 FIGURE3 = (("orchid", "tulip", 0.5), ("tulip", "trout", 0.9), ("tulip", "trout", 0.1))
+#: Figure 3 remade for each class set: a same-superclass pair at 0.5, then a pair from two
+#: superclasses at 0.9 and at 0.1 (Fashion-MNIST: WordNet's clothing and footwear; CIFAR-10:
+#: WordNet's vertebrates and vehicles).
+FIGURE3_PAIRS = {
+    "cifar100": FIGURE3,
+    "fashion-mnist": (("t-shirt_top", "shirt", 0.5), ("t-shirt_top", "sneaker", 0.9),
+                      ("t-shirt_top", "sneaker", 0.1)),
+    "cifar10": (("cat", "dog", 0.5), ("cat", "truck", 0.9), ("cat", "truck", 0.1)),
+}
 PAIR_GROUPS = ("same superclass", "different superclass")
 
 
@@ -44,8 +54,8 @@ def pick_index(labels, label: int, generator: torch.Generator) -> int:
 
 
 def mix_pair(img_a, img_b, lam: float) -> torch.Tensor:
-    """(3, H, W) float32: lam * img_a + (1 - lam) * img_b, through :func:`sdml.method.mixup.mix_images`."""
-    x = torch.stack([torch.as_tensor(img_a), torch.as_tensor(img_b)]).float()  # (2, 3, H, W)
+    """(C, H, W) float32: lam * img_a + (1 - lam) * img_b, through :func:`sdml.method.mixup.mix_images`."""
+    x = torch.stack([torch.as_tensor(img_a), torch.as_tensor(img_b)]).float()  # (2, C, H, W)
     return mix_images(x, torch.tensor([1, 0]), torch.tensor([float(lam), float(lam)]))[0]
 
 
@@ -63,21 +73,44 @@ def top_classes(y: int, y_partner: int, lam: float, k: int = 3, names=None) -> l
 
 
 def to_display(img) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] for ``imshow`` from a (3, H, W) image in pixel units."""
+    """(H, W, 3) float in [0, 1] for ``imshow`` from a (3, H, W) or grayscale (1, H, W) image in
+    pixel units (gray is repeated into three equal channels)."""
     x = torch.as_tensor(img).float().permute(1, 2, 0) / 255.0
+    if x.shape[-1] == 1:
+        x = x.expand(-1, -1, 3)
     return x.clamp(0, 1).numpy()
+
+
+def figure3_for(names) -> tuple:
+    """The Figure 3 pairs of the class set whose names are ``names`` (:data:`FIGURE3_PAIRS`)."""
+    from sdml.hierarchy.classes import class_set_of
+
+    classes = class_set_of(names)
+    if classes not in FIGURE3_PAIRS:
+        raise ValueError(f"names: no Figure 3 pairs for these {len(names)} classes; known class "
+                         f"sets: {', '.join(FIGURE3_PAIRS)}")
+    return FIGURE3_PAIRS[classes]
+
+
+def superclass_of_arrays(arrays: CifarArrays) -> torch.Tensor:
+    """(C,) reference superclass of each class, read from the train split's labels."""
+    of = torch.full((len(arrays.fine_names),), -1, dtype=torch.long)
+    of[torch.as_tensor(arrays.train_y)] = torch.as_tensor(arrays.train_coarse)
+    if bool((of < 0).any()):
+        raise ValueError("arrays: some class has no training sample, so no superclass")
+    return of
 
 
 @dataclass(frozen=True)
 class MixExample:
     """Two training images, their classes and their mix at ratio lam (weight of image a)."""
 
-    image_a: torch.Tensor  # (3, H, W) uint8
-    image_b: torch.Tensor  # (3, H, W) uint8
+    image_a: torch.Tensor  # (C, H, W) uint8
+    image_b: torch.Tensor  # (C, H, W) uint8
     name_a: str
     name_b: str
     lam: float
-    mixed: torch.Tensor    # (3, H, W) float32, pixel units
+    mixed: torch.Tensor    # (C, H, W) float32, pixel units
 
     @property
     def title(self) -> str:
@@ -94,14 +127,17 @@ def make_example(arrays: CifarArrays, index_a: int, index_b: int, lam: float) ->
 
 
 def figure3_pairs(arrays: CifarArrays, generator: torch.Generator) -> list[MixExample]:
-    """The paper's Figure 3: orchid + tulip at 0.5, tulip + trout at 0.9 and at 0.1.
+    """The paper's Figure 3 on the dataset's classes (:func:`figure3_for`): CIFAR-100's orchid +
+    tulip at 0.5, tulip + trout at 0.9 and at 0.1; Fashion-MNIST's T-shirt/top + shirt at 0.5,
+    T-shirt/top + sneaker at 0.9 and 0.1.
 
     One random training sample of each class (drawn with ``generator``) is used in every pair.
     """
+    pairs = figure3_for(arrays.fine_names)
     picked = {}
-    for name in dict.fromkeys(n for a, b, _ in FIGURE3 for n in (a, b)):
+    for name in dict.fromkeys(n for a, b, _ in pairs for n in (a, b)):
         picked[name] = pick_index(arrays.train_y, class_index(arrays.fine_names, name), generator)
-    return [make_example(arrays, picked[a], picked[b], lam) for a, b, lam in FIGURE3]
+    return [make_example(arrays, picked[a], picked[b], lam) for a, b, lam in pairs]
 
 
 def sample_class_pairs(n: int, same: bool, superclass_of: torch.Tensor, generator: torch.Generator,

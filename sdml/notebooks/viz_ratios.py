@@ -122,11 +122,13 @@ def method_params(similarity=None) -> dict[str, dict]:
     return out
 
 
-def load_soft_similarity() -> tuple[torch.Tensor | None, str]:
-    """(normalised WordNet similarity (100, 100), note), or (None, why) when WordNet is unavailable."""
+def load_soft_similarity(dataset: str = "cifar100") -> tuple[torch.Tensor | None, str]:
+    """(normalised WordNet similarity (C, C) of a class set, note), or (None, why) when WordNet
+    is unavailable."""
     try:
         from sdml.hierarchy.wordnet import load_similarity, normalised_similarity
-        return normalised_similarity(load_similarity()), "WordNet similarity loaded (superclass-soft shown)"
+        return (normalised_similarity(load_similarity(dataset=dataset)),
+                "WordNet similarity loaded (superclass-soft shown)")
     except (ImportError, FileNotFoundError) as err:
         return None, f"superclass-soft skipped: no WordNet similarity ({type(err).__name__}: {err})"
 

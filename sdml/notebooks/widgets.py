@@ -19,9 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sdml.data.cifar import CifarArrays
-from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
 from sdml.method.mixup import DEFAULTS, METHODS, sample_ratios
-from sdml.notebooks.viz import class_index, mix_pair, to_display, top_classes
+from sdml.notebooks.viz import (class_index, figure3_for, mix_pair, superclass_of_arrays, to_display,
+                                top_classes)
 from sdml.notebooks.viz_ratios import GRID, pair_law
 
 TOP_K = 3  # bars in the label panel (a mixed label has at most two non-zero classes)
@@ -88,7 +88,8 @@ class MixingPreview:
 
     Args:
         arrays: the dataset (training images are shown).
-        superclass_of: (C,) superclass id of each class (default: CIFAR-100's 20).
+        superclass_of: (C,) superclass id of each class (default: the dataset's reference
+            superclasses, as its coarse labels give them).
         similarity: (C, C) normalised similarity; enables ``superclass-soft``.
         seed: seed of the generator that draws ratios and images.
     """
@@ -98,16 +99,17 @@ class MixingPreview:
         import ipywidgets as w
 
         self.arrays, self.similarity = arrays, similarity
-        self.superclass_of = cifar_superclass_of() if superclass_of is None else superclass_of
+        self.superclass_of = superclass_of_arrays(arrays) if superclass_of is None else superclass_of
         self.names = tuple(arrays.fine_names)
+        pair = _figure3_or_none(self.names)
         self.generator = torch.Generator().manual_seed(seed)
         self.methods = tuple(m for m in METHODS if m != "superclass-soft" or similarity is not None)
         # the k-th training sample of each class is shown; "new images" draws other ones
         self.members = [torch.nonzero(torch.as_tensor(arrays.train_y) == c).flatten()
                         for c in range(len(self.names))]
         log_slider = dict(base=10, min=-1.5, max=1.5, step=0.05, readout_format=".2f", continuous_update=False)
-        self.class_a = w.Dropdown(options=self.names, value=_default(self.names, "orchid", 0), description="class A")
-        self.class_b = w.Dropdown(options=self.names, value=_default(self.names, "tulip", 1), description="class B")
+        self.class_a = w.Dropdown(options=self.names, value=_default(self.names, pair[0], 0), description="class A")
+        self.class_b = w.Dropdown(options=self.names, value=_default(self.names, pair[1], 1), description="class B")
         self.method = w.Dropdown(options=self.methods, value="superclass-beta", description="method")
         self.lam = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="ratio lam")
         self.alpha = w.FloatLogSlider(value=DEFAULTS["mixup"]["alpha"], description="mixup alpha", **log_slider)
@@ -223,6 +225,14 @@ class MixingPreview:
                 state["lam"] = self.draw_ratio(state)
             results.append(self.compute(state))
         return preview_figure(results)
+
+
+def _figure3_or_none(names) -> tuple[str, str]:
+    """The first Figure 3 pair of the class set (same superclass), or none for other names."""
+    try:
+        return figure3_for(names)[0][:2]
+    except ValueError:
+        return ("", "")
 
 
 def _default(names, wanted: str, fallback: int) -> str:

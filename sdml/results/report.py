@@ -9,11 +9,13 @@ import io
 import math
 from pathlib import Path
 
+from sdml.data.datasets import get_spec
 from sdml.io.atomic import atomic_write_text
 from sdml.results.metrics import format_mean_std
 from sdml.results.summary import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER_TABLE1, Run,
                                   _ordered, group_key, member_names, paper_setting,
-                                  protocol_differences, row_key, setting_text, summarise, text_key)
+                                  protocol_differences, reference_of, row_key, setting_text,
+                                  summarise, text_key, uniform_error_share)
 
 
 def _cell(rows: list[dict], key: tuple, metric: str, member: str, digits: int = 2) -> str:
@@ -41,8 +43,9 @@ def comparability_note(finished: list[Run]) -> str:
                 "DML paper's schedule). The paper reports one number per model; the seeds behind "
                 "it and whether it is the final or the best epoch are not stated.")
     listed = "; ".join(f"{name} {', '.join(sorted(v))} (paper: {p})" for name, (v, p) in diffs.items())
+    data = {run.config["data"] for run in finished}
     synthetic = " On synthetic data the numbers only show that the pipeline works." \
-        if "data" in diffs else ""
+        if "synthetic" in data else ""
     return (f"**Not comparable with Table 1.** These runs differ from the paper's protocol in: "
             f"{listed}.{synthetic}")
 
@@ -79,8 +82,9 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
                        for p in peers]
                     + [_cell(rows, key, "final", "ensemble")]
                     + ([f"{v:.2f}" for v in paper] if paper else ["-", "-"]))
+    cifar_classes = all(r.config["data"] in ("cifar100", "synthetic") for r in finished)
     for method, paper in PAPER_TABLE1.items():  # the paper's rows we have no run for
-        if not any(key[0] == method and key[1] == "cifar" for key in keys):
+        if cifar_classes and not any(key[0] == method and key[1] == "cifar" for key in keys):
             body.append([METHOD_LABELS[method], "-", "cifar", "-", "-", "not run"]
                         + ["-"] * (2 * len(peers) + 1) + [f"{v:.2f}" for v in paper])
     calib_header = (["method", "superclasses"] + [f"ECE {m} [%]" for m in member_names(k)]
@@ -104,11 +108,23 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
         f"Paper: {PAPER_CITATION}; one number per model, seeds and epoch choice not stated.", "",
         "## Calibration and superclass errors (after the last epoch)", "",
         _table(calib_header, calib), "",
-        f"ECE: {ECE_BINS} equal-width confidence bins. *errors in true superclass*: the share of "
-        "wrong predictions whose class lies in the true class's CIFAR-100 superclass (errors "
-        "spread uniformly would give about 4 %).", "",
+        f"ECE: {ECE_BINS} equal-width confidence bins. {_superclass_note(finished)}", "",
     ]
     return "\n".join(parts)
+
+
+def _superclass_note(finished: list[Run]) -> str:
+    """What *errors in true superclass* counts, for the runs' dataset."""
+    if not finished:
+        return ""
+    config = finished[0].config
+    sc = reference_of(config)
+    source = ("the dataset's own superclasses" if get_spec(config["data"]).has_own_superclasses
+              else f"its WordNet grouping into {sc.k} ({', '.join(sc.superclass_names)})")
+    return (f"*errors in true superclass*: the share of wrong predictions whose class lies in "
+            f"the true class's superclass, {config['data']}'s reference superclasses being "
+            f"{source} (errors spread uniformly would give about "
+            f"{uniform_error_share(config):.0f} %).")
 
 
 def results_csv(run_list: list[Run]) -> str:

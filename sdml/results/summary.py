@@ -23,7 +23,8 @@ import torch
 
 from sdml.training import runs
 from sdml.training.config import from_dict, make_config
-from sdml.hierarchy.superclasses import COARSE_NAMES, superclass_of as cifar_superclass_of
+from sdml.data.datasets import get_spec
+from sdml.data.load import reference_superclasses
 from sdml.results.metrics import (ECE_BINS, accuracy_per_superclass, ece, ensemble, mean_std,
                                   reliability_bins, within_superclass_error_share)
 from sdml.method.mixup import TABLE1_METHODS
@@ -167,12 +168,18 @@ def group_key(run: "Run") -> tuple:
 
 # ----------------------------------------------------------------------------- per run, per group
 
+def reference_of(config: dict):
+    """The reference superclasses of a run's dataset (its own, else its default WordNet
+    grouping): what its superclass accuracies and errors are read against."""
+    return reference_superclasses(get_spec(config["data"]))
+
+
 def run_summary(run: Run, superclass_of: torch.Tensor | None = None) -> dict[str, list[float]]:
     """Per-run numbers, each a list over [peer 1, ..., peer K, ensemble].
 
     Accuracies and ECE in %, the error share in %, best epoch as an epoch number.
     """
-    sc = cifar_superclass_of() if superclass_of is None else superclass_of
+    sc = reference_of(run.config).of if superclass_of is None else superclass_of
     accs = torch.tensor([r["test_acc"] + [r["ensemble_acc"]] for r in run.metrics])  # (E, K+1)
     best, best_idx = accs.max(0).values, accs.argmax(0)  # argmax: the first epoch reaching the best
     out = {"final": accs[-1].tolist(), "best": best.tolist(),
@@ -238,6 +245,14 @@ def protocol_differences(config: dict) -> dict[str, tuple]:
     return {f: (config[f], paper[f]) for f in fields if config[f] != paper[f]}
 
 
+def uniform_error_share(config: dict) -> float:
+    """The share [%] of errors inside the true superclass if each class's errors spread
+    uniformly over the other classes: mean over classes c of (|S(c)| - 1) / (C - 1)."""
+    of = reference_of(config).of
+    sizes = torch.bincount(of)[of].double()  # (C,) size of each class's superclass
+    return float(100 * ((sizes - 1) / (len(of) - 1)).mean())
+
+
 def group_label(config: dict) -> str:
     """A group's name in tables and legends: the method, plus the superclass source if not CIFAR's."""
     source = superclass_source(config)
@@ -273,11 +288,12 @@ def superclass_accuracy_frame(run_list: list[Run]):
 
     rows = []
     for run in _ordered([r for r in run_list if r.finished]):
+        names = reference_of(run.config).superclass_names
         for i, p in enumerate(run.probs):
-            acc = accuracy_per_superclass(p.argmax(-1), run.y, run.coarse, len(COARSE_NAMES))
+            acc = accuracy_per_superclass(p.argmax(-1), run.y, run.coarse, len(names))
             rows += [{"group": group_label(run.config), "seed": run.config["seed"],
                       "member": f"model {i + 1}", "superclass": name, "accuracy": float(a)}
-                     for name, a in zip(COARSE_NAMES, acc.tolist())]
+                     for name, a in zip(names, acc.tolist())]
     return pd.DataFrame(rows)
 
 

@@ -9,18 +9,20 @@ import torch
 from sdml.training.config import Config
 from sdml.data.batches import to_device
 from sdml.data.cifar import CifarArrays
+from sdml.data.datasets import get_spec
 from sdml.hierarchy.superclasses import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, superclass_of
 from sdml.training.step import Stepper, plan_epoch
 from sdml.training.train import (build_model, make_optimizer, resolve_device, resolve_fuse,
                                  resolve_mix_params, stream_seed, use_compile, use_graphs)
 
 
-def random_arrays(n: int, seed: int = 0) -> CifarArrays:
-    """``n`` random uint8 images with balanced labels: data for timing only."""
+def random_arrays(n: int, seed: int = 0, shape: tuple[int, int, int] = (3, 32, 32)) -> CifarArrays:
+    """``n`` random uint8 images (C, H, W = ``shape``) with balanced CIFAR-100 labels: data for
+    timing only."""
     rng = np.random.default_rng(seed)
     y = np.arange(n, dtype=np.int64) % len(FINE_NAMES)
     coarse = np.asarray(FINE_TO_COARSE, dtype=np.int64)[y]
-    x = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
     return CifarArrays(x, y, coarse, x[:1], y[:1], coarse[:1], tuple(FINE_NAMES), tuple(COARSE_NAMES))
 
 
@@ -30,7 +32,9 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_step(cfg: Config, steps: int = 20, warmup: int = 5, repeats: int = 3) -> dict:
-    """Time the training step (augment, mix, K forwards and backwards, update) on device data.
+    """Time the training step (augment, mix, K forwards and backwards, update) on random device
+    data shaped as the config's dataset (100 classes whatever the dataset: the head's size
+    barely matters to the step's time).
 
     ``images_per_s`` counts training samples per second through the whole K-peer step; multiply
     by K for per-model images. The device is synchronised at the ends of each repeat, not each step.
@@ -39,11 +43,14 @@ def bench_step(cfg: Config, steps: int = 20, warmup: int = 5, repeats: int = 3) 
         raise ValueError(f"steps: {steps}, warmup: {warmup}, repeats: {repeats}; "
                          f"allowed: steps >= 1, warmup >= 0, repeats >= 1")
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu" or cfg.threads:
+        from sdml.training.threads import cpu_threads
+
+        torch.set_num_threads(cpu_threads(cfg.threads))
     fuse = resolve_fuse(cfg.fuse, device)
-    data = to_device(random_arrays(cfg.batch_size * max(steps, warmup, 1)), device)
-    model = build_model(cfg, len(FINE_NAMES), device, fuse)
+    shape = get_spec(cfg.data).shape  # images shaped as the config's dataset's (synthetic: 32 x 32)
+    data = to_device(random_arrays(cfg.batch_size * max(steps, warmup, 1), shape=shape), device)
+    model = build_model(cfg, len(FINE_NAMES), device, fuse, shape[0])
     compiled = use_compile(cfg, device)
     stepper = Stepper(model, make_optimizer(cfg, model, tensor_lr=compiled), data, cfg.temperature,
                       use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg))

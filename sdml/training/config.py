@@ -1,7 +1,8 @@
 """The one validated training config, and its named profiles.
 
 Defaults are the paper profile: two ResNet-32 peers trained with DML on CIFAR-100 under the DML
-paper's protocol. ``smoke`` and ``demo`` are small presets for CPUs. Every field can be
+paper's protocol. ``smoke`` and ``demo`` are small presets for CPUs on synthetic data, ``cpu`` the
+CPU main job on real Fashion-MNIST, ``fashion`` a real-data protocol for a GPU. Every field can be
 overridden; :meth:`Config.validate` raises ``ValueError`` naming the field, the value and what is
 allowed.
 """
@@ -11,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 
-from sdml.data.cifar import DATASETS
+from sdml.data.datasets import DATASETS, SPECS
 from sdml.method.mixup import DEFAULTS, METHODS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -23,16 +24,20 @@ SHORTCUTS = ("A", "B")
 @dataclass
 class Config:
     # --- data
-    data: str = "cifar100"             # cifar100 | synthetic
-    data_dir: str = "data"             # folder holding cifar-100-python.tar.gz / synthetic archives
-    download: bool = True              # fetch CIFAR-100 when the archive is missing
+    data: str = "cifar100"             # cifar100 | cifar10 | fashion-mnist | synthetic
+    data_dir: str = "data"             # folder of the archives / idx files / synthetic data
+    download: bool = True              # fetch a real dataset's files when they are missing
+    train_per_class: int = 0           # train on the first n images of each class; 0 = all
+    test_per_class: int = 0            # test on the first n images of each class; 0 = all
     synthetic_train_per_class: int = 500  # images per class in the synthetic train split
     synthetic_test_per_class: int = 100   # images per class in the synthetic test split
     synthetic_seed: int = 0            # the synthetic dataset's own seed (not the run's)
-    augment: bool = True               # random crop (4 px zero padding) + horizontal flip
+    augment: bool = True               # random crop (the dataset's zero padding) + horizontal flip
     # --- superclasses
-    superclasses: str = "cifar"        # cifar | wordnet | path to a JSON mapping
-    wordnet_k: int = 20                # groups when superclasses == "wordnet"
+    superclasses: str = "auto"         # auto | cifar (the dataset's own) | wordnet | JSON path;
+                                       # auto: cifar where the dataset has its own, else wordnet
+    wordnet_k: int = 0                 # groups when superclasses == "wordnet"; 0 = the dataset's
+                                       # default (CIFAR-100 20, Fashion-MNIST 3, CIFAR-10 2)
     # --- mixing
     method: str = "superclass-beta"    # none | mixup | superclass-choice | superclass-beta | superclass-soft
     alpha: float = 1.0                 # plain mixup: lam ~ Beta(alpha, alpha)
@@ -62,8 +67,18 @@ class Config:
     fuse: str = "auto"                 # loop | grouped | auto (grouped on CUDA, loop on CPU)
     compile: str = "auto"              # on | graphs | off | auto (on for CUDA); graphs: on, plus
                                        # CUDA graphs (mode reduce-overhead) where they hold
-    threads: int = 0                   # CPU threads for torch, 0 = torch's default
+    threads: int = 0                   # CPU threads for torch; 0 = auto (at most 2, see
+                                       # cpu_threads: more collapse on a busy machine)
     profile: str = "paper"             # the preset these values started from (provenance)
+
+    def __post_init__(self):
+        # "auto" and 0 become the dataset's defaults here, so a saved config, a run folder's
+        # name and the results all name the superclasses actually used
+        spec = SPECS.get(self.data) if isinstance(self.data, str) else None
+        if spec is not None and self.superclasses == "auto":
+            self.superclasses = spec.superclasses
+        if spec is not None and self.wordnet_k == 0:
+            self.wordnet_k = spec.wordnet_k
 
     def mix_params(self) -> dict:
         """The parameters :func:`sdml.method.mixup.sample_ratios` takes for this config's method: the
@@ -84,11 +99,17 @@ class Config:
         _choice("compile", self.compile, COMPILE)
         _choice("shortcut", self.shortcut, SHORTCUTS)
         if not isinstance(self.superclasses, str) or not self.superclasses:
-            raise ValueError(f"superclasses: {self.superclasses!r}; allowed: cifar, wordnet or a JSON path")
+            raise ValueError(f"superclasses: {self.superclasses!r}; allowed: auto, cifar, wordnet or a JSON path")
         if self.superclasses not in ("cifar", "wordnet") and not self.superclasses.endswith(".json"):
-            raise ValueError(f"superclasses: {self.superclasses!r}; allowed: cifar, wordnet or a path "
-                             f"to a JSON mapping ending in .json")
-        _int("wordnet_k", self.wordnet_k, 2, 99)
+            raise ValueError(f"superclasses: {self.superclasses!r}; allowed: auto, cifar, wordnet or "
+                             f"a path to a JSON mapping ending in .json")
+        spec = SPECS[self.data]
+        if self.superclasses == "cifar" and not spec.has_own_superclasses:
+            raise ValueError(f"superclasses: 'cifar' means the dataset's own superclasses, and "
+                             f"{self.data} has none; allowed: auto, wordnet or a JSON mapping")
+        _int("wordnet_k", self.wordnet_k, 2, min(99, spec.num_classes - 1))
+        _int("train_per_class", self.train_per_class, 0)
+        _int("test_per_class", self.test_per_class, 0)
         if (isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 8
                 or (self.depth - 2) % 6):
             raise ValueError(f"depth: {self.depth!r}; allowed: 6n + 2 with n >= 1 (8, 20, 32, 56, 110)")
@@ -144,11 +165,22 @@ PROFILES: dict[str, dict] = {
     # Seconds on a CPU: a tiny ResNet-8 on a small synthetic split.
     "smoke": dict(data="synthetic", depth=8, width=8, epochs=3, batch_size=64, lr=0.05,
                   milestones=(2,), synthetic_train_per_class=40, synthetic_test_per_class=10,
-                  eval_batch_size=500),
+                  train_per_class=300, test_per_class=100, eval_batch_size=500),
     # A few minutes on a CPU: ResNet-8 on a larger synthetic split.
     "demo": dict(data="synthetic", depth=8, width=16, epochs=8, batch_size=64, lr=0.05,
                  milestones=(5, 7), synthetic_train_per_class=100, synthetic_test_per_class=20,
                  eval_batch_size=500),
+    # The CPU main job (what `make reproduce` runs without a GPU): real Fashion-MNIST, a fixed
+    # balanced subset (5,000 train / 2,000 test images), ResNet-8 x 2 of width 8, 5 epochs;
+    # sized from the step's CPU time to about a minute per run on 2 idle cores (see README).
+    "cpu": dict(data="fashion-mnist", depth=8, width=8, epochs=5, batch_size=64, lr=0.05,
+                milestones=(3, 4), train_per_class=500, test_per_class=200, eval_batch_size=500,
+                superclasses="wordnet", wordnet_k=3),
+    # Real data on a GPU: the whole of Fashion-MNIST, ResNet-20 x 2, 60 epochs of batch 128 with
+    # lr 0.1 cut 10x at epochs 30 and 45 (cosine-free step protocol; converged by epoch ~50).
+    "fashion": dict(data="fashion-mnist", depth=20, width=16, epochs=60, batch_size=128, lr=0.1,
+                    milestones=(30, 45), eval_batch_size=1000, superclasses="wordnet",
+                    wordnet_k=3),
 }
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from sdml.training import runs
-from sdml.data.batches import crop_flip, normalize
+from sdml.data.batches import PAD, crop_flip, normalize
 from sdml.training.config import Config
 from sdml.models.fused import GroupedPeers, SharedInput
 from sdml.training.job_checkpoints import load_runs, save_runs, settle_checkpoints
@@ -32,7 +32,7 @@ from sdml.training.step import EpochPlan, Stepper, plan_epoch
 from sdml.training.train import (build_model, check_finite, evaluate, lr_schedule, make_optimizer,
                                  predict, resolve_device, resolve_mix_params, set_lr,
                                  steps_per_epoch, stream_seed, summary_line, tqdm, use_compile,
-                                 use_graphs)
+                                 thread_note, use_graphs)
 
 #: Config fields in which the runs of one job may differ (they do not change the job's shapes).
 MAY_DIFFER = ("method", "alpha", "same_ratio", "diff_ratio", "same_alpha", "diff_alpha",
@@ -70,17 +70,17 @@ def stack_plans(plans: list[EpochPlan]) -> EpochPlan:
 
 
 def fused_forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temperatures,
-                         use_amp: bool):
+                         use_amp: bool, pad: int = PAD):
     """:func:`sdml.training.step.forward_losses` for R runs at once; inputs stacked (R, B, ...).
 
     Returns the (R, K) DML losses and the (R, B) partners' labels.
     """
     r, b = y.shape
-    x = normalize(crop_flip(x_u8.flatten(0, 1), dy.flatten(), dx.flatten(), flip.flatten()),
-                  mean, std)  # (R*B, 3, H, W) float32
+    x = normalize(crop_flip(x_u8.flatten(0, 1), dy.flatten(), dx.flatten(), flip.flatten(), pad),
+                  mean, std)  # (R*B, C, H, W) float32
     offset = torch.arange(r, device=y.device)[:, None] * b  # each run mixes inside its own batch
     x = mix_images(x, (partner + offset).flatten(), lam.flatten())
-    x = x.unflatten(0, (r, b)).transpose(0, 1).flatten(1, 2)  # (B, R*3, H, W): run r at 3r..3r+2
+    x = x.unflatten(0, (r, b)).transpose(0, 1).flatten(1, 2)  # (B, R*C, H, W): run r at Cr..Cr+C-1
     if use_amp:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -114,7 +114,7 @@ def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
     for cfg, sc, params in zip(cfgs, superclass_of, mix_params):
         gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", epoch))
         plans.append(plan_epoch(data.train_y, cfg.batch_size, steps, cfg.method, sc, gen, params,
-                                augment=cfg.augment))
+                                augment=cfg.augment, pad=data.pad))
     plan = stack_plans(plans)
     sc_table = torch.stack(superclass_of)  # (R, C)
     stepper.model.train()
@@ -143,14 +143,16 @@ def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
 
 # ----------------------------------------------------------------------------- the job
 
-def build_job_model(cfgs: list[Config], num_classes: int, device: torch.device) -> GroupedPeers:
+def build_job_model(cfgs: list[Config], num_classes: int, device: torch.device,
+                    in_channels: int = 3) -> GroupedPeers:
     """The fused network of a job; run r's peers start as ``build_model(cfgs[r])``'s (its seed)."""
     cfg = cfgs[0]
     with torch.random.fork_rng(devices=[]):  # the fused layers' default init is overwritten
         model = GroupedPeers(cfg.peers, cfg.depth, num_classes, cfg.width, cfg.shortcut,
-                             generator=torch.Generator().manual_seed(0), runs=len(cfgs))
+                             generator=torch.Generator().manual_seed(0), runs=len(cfgs),
+                             in_channels=in_channels)
     model.load_peer_state_dicts([peer for c in cfgs for peer in build_model(
-        c, num_classes, torch.device("cpu"), "grouped").peer_state_dicts()])
+        c, num_classes, torch.device("cpu"), "grouped", in_channels).peer_state_dicts()])
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
@@ -169,13 +171,15 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     from sdml.data.batches import to_device
     from sdml.data.load import dataset_for
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
+    from sdml.data.datasets import get_spec
+    from sdml.data.load import reference_superclasses
 
     cfgs, run_dirs = check_job(cfgs, run_dirs), [Path(d) for d in run_dirs]
     cfg = cfgs[0]
     device = resolve_device(cfg.device)  # fail before touching any run folder
     # setup: superclasses, mixing parameters and data (all validated before a folder is used)
-    scs = [resolve_superclasses(c.superclasses, c.wordnet_k) for c in cfgs]
+    spec = get_spec(cfg.data)
+    scs = [resolve_superclasses(c.superclasses, c.wordnet_k, spec.classes) for c in cfgs]
     mix_params = [resolve_mix_params(c) for c in cfgs]
     arrays = dataset_for(cfgs[0])
     steps_per_epoch(cfgs[0], len(arrays.train_y))  # a batch larger than the data fails here, early
@@ -196,13 +200,15 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
                for r, (d, c, sc) in enumerate(zip(run_dirs, cfgs, scs))]
     cfgs = [c for c, _ in started]
     cfg, device = cfgs[0], resolve_device(cfgs[0].device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu" or cfg.threads:
+        from sdml.training.threads import cpu_threads
+
+        torch.set_num_threads(cpu_threads(cfg.threads))
     data = to_device(arrays, device)
     superclass_of = [sc.of.to(device) for sc in scs]
-    cifar_of = cifar_superclass_of().to(device)
+    reference_of = reference_superclasses(spec).of.to(device)
     num_classes, k, r_runs = len(arrays.fine_names), cfg.peers, len(cfgs)
-    model = build_job_model(cfgs, num_classes, device)
+    model = build_job_model(cfgs, num_classes, device, arrays.train_x.shape[1])
     compiled = use_compile(cfg, device)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
     done = load_runs(run_dirs, model, optimizer, device) if done_each[0] else 0
@@ -210,7 +216,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
     stepper = FusedStepper(model, optimizer, data, [c.temperature for c in cfgs],
                            use_amp=device.type == "cuda", compile=compiled, graphs=use_graphs(cfg))
     log(f"[sdml] fused job | {r_runs} runs x {k} x ResNet-{cfg.depth} (width {cfg.width}, grouped, "
-        f"{r_runs * k} peers) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
+        f"{r_runs * k} peers) | {cfg.data} | device {device}{thread_note()} | epochs {done + 1}..{cfg.epochs}")
     for d, c in zip(run_dirs, cfgs):
         log(f"[sdml]   {d} | {c.method} | superclasses {c.superclasses} | seed {c.seed}")
     for epoch in range(done, cfg.epochs):
@@ -221,7 +227,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
         # evaluate: every run sees the same test images
         probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)  # (R*K, N, C)
         for row, p in zip(rows, probs.unflatten(0, (r_runs, k))):
-            row.update(evaluate(p, data.test_y, cifar_of))
+            row.update(evaluate(p, data.test_y, reference_of))
         for d, row in zip(run_dirs, rows):  # every run keeps its last committed checkpoint
             check_finite(row, f"every run of the job (this one: {d})", epoch)
         # log, then commit all runs' checkpoints (a kill in between is repaired on resume)

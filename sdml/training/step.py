@@ -24,7 +24,7 @@ class EpochPlan:
     index: torch.Tensor    # (S, B) int64: train samples of each step
     partner: torch.Tensor  # (S, B) int64: position of each sample's partner within its batch
     lam: torch.Tensor      # (S, B) float32: weight of the sample's own image and label
-    dy: torch.Tensor       # (S, B) int64: crop offsets in the padded image, 0..2*PAD
+    dy: torch.Tensor       # (S, B) int64: crop offsets in the padded image, 0..2*pad
     dx: torch.Tensor       # (S, B) int64
     flip: torch.Tensor     # (S, B) bool: horizontal mirror
 
@@ -35,9 +35,10 @@ class EpochPlan:
 
 def plan_epoch(train_y: torch.Tensor, batch_size: int, steps: int, method: str,
                superclass_of: torch.Tensor, generator: torch.Generator, mix_params: dict,
-               augment: bool = True) -> EpochPlan:
+               augment: bool = True, pad: int = PAD) -> EpochPlan:
     """Draw one epoch: a shuffle cut into ``steps`` batches, a random permutation partner inside
-    each batch, one ratio per sample from ``method``, and crop/flip parameters."""
+    each batch, one ratio per sample from ``method``, and crop/flip parameters (crops of the
+    image zero-padded by ``pad`` pixels)."""
     n, dev = train_y.shape[0], train_y.device
     if steps * batch_size > n:
         raise ValueError(f"batch_size: {batch_size} x {steps} steps exceeds the {n} train samples")
@@ -50,11 +51,11 @@ def plan_epoch(train_y: torch.Tensor, batch_size: int, steps: int, method: str,
                         **mix_params).reshape(steps, batch_size)
     shape = (steps, batch_size)
     if augment:
-        dy = torch.randint(0, 2 * PAD + 1, shape, generator=generator, device=dev)
-        dx = torch.randint(0, 2 * PAD + 1, shape, generator=generator, device=dev)
+        dy = torch.randint(0, 2 * pad + 1, shape, generator=generator, device=dev)
+        dx = torch.randint(0, 2 * pad + 1, shape, generator=generator, device=dev)
         flip = torch.rand(shape, generator=generator, device=dev) < 0.5
     else:  # the centre crop of the padded image is the image itself
-        dy = dx = torch.full(shape, PAD, dtype=torch.long, device=dev)
+        dy = dx = torch.full(shape, pad, dtype=torch.long, device=dev)
         flip = torch.zeros(shape, dtype=torch.bool, device=dev)
     return EpochPlan(index, partner, lam.float(), dy, dx, flip)
 
@@ -67,10 +68,10 @@ def step_inputs(data, plan: EpochPlan, i: int):
 
 
 def forward_losses(model, mean, std, x_u8, y, dy, dx, flip, partner, lam, temperature: float,
-                   use_amp: bool):
+                   use_amp: bool, pad: int = PAD):
     """Augment, normalise, mix and run all peers on one batch; returns the (K,) DML losses,
     ``y`` and the partners' labels."""
-    x = normalize(crop_flip(x_u8, dy, dx, flip), mean, std)  # (B, 3, H, W) float32
+    x = normalize(crop_flip(x_u8, dy, dx, flip, pad), mean, std)  # (B, C, H, W) float32
     x = mix_images(x, partner, lam)  # every peer sees the same mixed batch
     if use_amp:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -131,7 +132,8 @@ class Stepper:
         if self.graphs:  # a new iteration: the last step's graph outputs may be reused
             torch.compiler.cudagraph_mark_step_begin()
         losses, y_partner = self.forward(self.model, self.data.mean, self.data.std, x_u8, y, dy, dx,
-                                         flip, partner, lam, self.temperature, self.use_amp)
+                                         flip, partner, lam, self.temperature, self.use_amp,
+                                         pad=self.data.pad)
         # backward + update: each peer's loss reaches only that peer (teachers are detached)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()

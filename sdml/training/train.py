@@ -53,13 +53,16 @@ def lr_schedule(cfg: Config) -> list[float]:
     return [cfg.lr * cfg.gamma ** sum(e >= m for m in cfg.milestones) for e in range(cfg.epochs)]
 
 
-def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str):
-    """K peers with weights drawn from the run seed, without touching global random state."""
+def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str,
+                in_channels: int = 3):
+    """K peers with weights drawn from the run seed, without touching global random state;
+    ``in_channels`` is the dataset's (3 colour, 1 grayscale)."""
     from sdml.models.peers import build_peers
 
     gen = torch.Generator().manual_seed(stream_seed(cfg.seed, "init"))
     model = build_peers(cfg.peers, fuse=fuse, generator=gen, depth=cfg.depth,
-                        num_classes=num_classes, width=cfg.width, shortcut=cfg.shortcut)
+                        num_classes=num_classes, width=cfg.width, shortcut=cfg.shortcut,
+                        in_channels=in_channels)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -128,7 +131,7 @@ def train_one_epoch(stepper: Stepper, data, cfg: Config, superclass_of: torch.Te
     steps = steps_per_epoch(cfg, data.train_x.shape[0])
     # draw the epoch: order, partners, ratios, crops (one sampler call, no per-step sync)
     plan = plan_epoch(data.train_y, cfg.batch_size, steps, cfg.method, superclass_of, gen,
-                      mix_params, augment=cfg.augment)
+                      mix_params, augment=cfg.augment, pad=data.pad)
     stepper.model.train()
     loss_sum = torch.zeros(cfg.peers, dtype=torch.float64, device=device)  # stays on the device
     same_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -197,27 +200,30 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     checkpoint.
     """
     from sdml.data.batches import to_device
-    from sdml.data.load import dataset_for
+    from sdml.data.datasets import get_spec
+    from sdml.data.load import dataset_for, reference_superclasses
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.hierarchy.superclasses import superclass_of as cifar_superclass_of
 
     run_dir = Path(run_dir)
     cfg.validate()
     device = resolve_device(cfg.device)  # fail before touching the run folder
     # setup: superclasses, data and mixing parameters (all validated before the folder is used)
-    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k)
+    spec = get_spec(cfg.data)
+    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k, spec.classes)
     mix_params = resolve_mix_params(cfg)
     arrays = dataset_for(cfg)
     steps_per_epoch(cfg, len(arrays.train_y))  # a batch larger than the data fails here, early
     cfg, first_epoch = runs.start(run_dir, cfg, resume, extra={"superclasses": sc.to_json()})
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu" or cfg.threads:
+        from sdml.training.threads import cpu_threads
+
+        torch.set_num_threads(cpu_threads(cfg.threads))
     fuse = resolve_fuse(cfg.fuse, device)
     data = to_device(arrays, device)
     superclass_of = sc.of.to(device)
-    cifar_of = cifar_superclass_of().to(device)
-    model = build_model(cfg, len(arrays.fine_names), device, fuse)
+    reference_of = reference_superclasses(spec).of.to(device)
+    model = build_model(cfg, len(arrays.fine_names), device, fuse, arrays.train_x.shape[1])
     compiled = use_compile(cfg, device)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
     done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device) if first_epoch else 0
@@ -225,15 +231,16 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
     stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
                       compile=compiled, graphs=use_graphs(cfg))
     log(f"[sdml] run {run_dir} | {cfg.method} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
-        f"{fuse}) | {cfg.data} | device {device} | epochs {done + 1}..{cfg.epochs}")
+        f"{fuse}) | {cfg.data} | device {device}{thread_note()} | epochs {done + 1}..{cfg.epochs}")
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train
         row = {"epoch": epoch + 1, "lr": lrs[epoch]}
         row.update(train_one_epoch(stepper, data, cfg, superclass_of, epoch, mix_params, progress))
-        # evaluate on the test split; superclass accuracy uses the dataset's own superclasses
+        # evaluate on the test split; superclass accuracy uses the dataset's reference
+        # superclasses (its own, else its default WordNet grouping), whatever the run mixes by
         probs = predict(model, data, cfg.eval_batch_size, device)
-        row.update(evaluate(probs, data.test_y, cifar_of))
+        row.update(evaluate(probs, data.test_y, reference_of))
         check_finite(row, str(run_dir / runs.CHECKPOINT), epoch)
         # log, then checkpoint (a kill in between is repaired on resume by trimming the log)
         runs.append_metrics(run_dir, row)
@@ -250,10 +257,16 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
 def resolve_mix_params(cfg: Config) -> dict:
     params = cfg.mix_params()
     if cfg.method == "superclass-soft":
+        from sdml.data.datasets import get_spec
         from sdml.hierarchy.wordnet import load_similarity, normalised_similarity
 
-        params["similarity"] = normalised_similarity(load_similarity())
+        params["similarity"] = normalised_similarity(
+            load_similarity(dataset=get_spec(cfg.data).classes))
     return params
+
+
+def thread_note() -> str:
+    return f" ({torch.get_num_threads()} threads)"
 
 
 def summary_line(row: dict, epochs: int) -> str:
