@@ -196,20 +196,22 @@ def test_features_follow_the_test_order_and_are_cached_until_the_checkpoint_chan
         features.run_features(fake_trained(tmp_path, peers, data, digest="d2"))
 
 
-def test_load_peers_reads_the_checkpoint_back(tmp_path):
+@pytest.mark.parametrize("num_classes, in_channels", [(100, 3), (10, 1)])  # colour, grayscale
+def test_load_peers_reads_the_checkpoint_back(tmp_path, num_classes, in_channels):
     from sdml.training import runs
     from sdml.training.config import make_config
     from sdml.training.train import build_model, make_optimizer
 
     cfg = make_config("smoke", data="synthetic")
     runs.start(tmp_path, cfg, resume=False)
-    model = build_model(cfg, 100, torch.device("cpu"), "loop")
+    model = build_model(cfg, num_classes, torch.device("cpu"), "loop", in_channels)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)  # not the initial weights any more
     runs.save_checkpoint(tmp_path, 1, model, make_optimizer(cfg, model), "loop")
     peers = features.load_peers(tmp_path)
     assert len(peers) == 2 and not peers[0].training
+    assert peers[0].conv1.in_channels == in_channels and peers[0].fc.out_features == num_classes
     for peer, original in zip(peers, model.peers):
         for (name, a), b in zip(peer.state_dict().items(), original.state_dict().values()):
             assert torch.equal(a, b), name

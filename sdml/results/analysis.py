@@ -130,10 +130,12 @@ def projections(trained: list[TrainedRun], n_points: int = 600, seed: int = 0,
 
 # ----------------------------------------------------------------------------- attention
 
-def examples(trained: list[TrainedRun], cams=attention.CAMS) -> list[dict]:
-    """Each run's maps of the three example mixes (:func:`sdml.results.attention.example_pairs`,
-    chosen from the first run's classes and superclasses, so every run shows the same images)."""
-    chosen = attention.example_pairs(trained[0].class_names, trained[0].superclasses.of)
+def examples(trained: list[TrainedRun], preferred=attention.PAPER_EXAMPLES,
+             cams=attention.CAMS) -> list[dict]:
+    """Each run's maps of the three example mixes (:func:`sdml.results.attention.example_pairs`
+    with ``preferred``, chosen from the first run's classes and superclasses, so every run shows
+    the same images)."""
+    chosen = attention.example_pairs(trained[0].class_names, trained[0].superclasses.of, preferred)
     return [{"run": t.label, "group": label(t), "mean": t.data.mean.cpu(), "std": t.data.std.cpu(),
              "examples": attention.example_maps(t.peers, test_images(t), t.data.test_y,
                                                 t.class_names, chosen, cams)}

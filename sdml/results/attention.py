@@ -144,16 +144,19 @@ def half_mix_shares(peer: nn.Module, x: torch.Tensor, y: torch.Tensor, i: torch.
 
 # ----------------------------------------------------------------------------- pictures
 
-def example_pairs(class_names, superclass_of: torch.Tensor) -> tuple[tuple[str, str, float], ...]:
+def example_pairs(class_names, superclass_of: torch.Tensor, preferred=PAPER_EXAMPLES
+                  ) -> tuple[tuple[str, str, float], ...]:
     """Three mixes to show: siblings at lam = 0.5, then one pair of different superclasses at 0.9
-    and at 0.1. The paper's Figure 3 where the dataset has its classes with the same relations,
-    else the first class (label order) with a sibling, that sibling, and the first class outside."""
+    and at 0.1. ``preferred`` (by default the paper's Figure 3) where the dataset has its classes
+    with those relations, else the first class (label order) with a sibling, that sibling, and
+    the first class outside its superclass."""
     names = list(class_names)
     sc = superclass_of.tolist()
-    if all(c in names for pair in PAPER_EXAMPLES for c in pair[:2]):
-        orchid, tulip, trout = (names.index(c) for c in ("orchid", "tulip", "trout"))
-        if sc[orchid] == sc[tulip] != sc[trout]:
-            return PAPER_EXAMPLES
+    if preferred and all(c in names for pair in preferred for c in pair[:2]):
+        (a, b, _), (c, d, _) = preferred[0], preferred[1]
+        a, b, c, d = (names.index(n) for n in (a, b, c, d))
+        if sc[a] == sc[b] and sc[c] != sc[d]:
+            return tuple(preferred)
     for a in range(len(names)):
         sibs = [b for b in range(len(names)) if b != a and sc[b] == sc[a]]
         others = [b for b in range(len(names)) if sc[b] != sc[a]]

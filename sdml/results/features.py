@@ -53,8 +53,10 @@ def load_peers(run_dir: str | Path, device: torch.device | str = "cpu") -> list[
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint; train the run (notebook 04) first")
     state = torch.load(path, map_location=device, weights_only=True)
-    num_classes = int(state["peers"][0]["fc.weight"].shape[0])
-    model = build_model(cfg, num_classes, device, "loop")  # a checkpoint is per peer, any fuse
+    first = state["peers"][0]
+    num_classes, in_channels = int(first["fc.weight"].shape[0]), int(first["conv1.weight"].shape[1])
+    # a checkpoint holds plain per-peer weights whichever layout trained them
+    model = build_model(cfg, num_classes, device, "loop", in_channels)
     model.load_peer_state_dicts(state["peers"])
     model.eval()
     return list(model.peers)
@@ -62,13 +64,16 @@ def load_peers(run_dir: str | Path, device: torch.device | str = "cpu") -> list[
 
 def run_superclasses(run_dir: str | Path) -> Superclasses:
     """The superclass mapping a run mixed with, as its ``config.json`` recorded it."""
-    saved = json.loads((Path(run_dir) / runs.CONFIG).read_text())
+    path = Path(run_dir) / runs.CONFIG
+    saved = json.loads(path.read_text())
     if "superclasses" in saved:
-        return from_json(saved["superclasses"], source=str(Path(run_dir) / runs.CONFIG))
+        mapping = saved["superclasses"]
+        return from_json(mapping, source=str(path), dataset=mapping.get("dataset", "cifar100"))
+    from sdml.data.datasets import get_spec
     from sdml.hierarchy.resolve import resolve_superclasses
 
     cfg = saved["config"]
-    return resolve_superclasses(cfg["superclasses"], cfg["wordnet_k"])
+    return resolve_superclasses(cfg["superclasses"], cfg["wordnet_k"], get_spec(cfg["data"]).classes)
 
 
 def load_trained(run_dir: str | Path, data_dir: str | Path | None = None,
@@ -86,8 +91,9 @@ def load_trained(run_dir: str | Path, data_dir: str | Path | None = None,
     cfg = runs.read_config(run_dir)
     source = dataclasses.replace(cfg, download=False,
                                  data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
-    key = (source.data, source.data_dir, source.synthetic_train_per_class,
-           source.synthetic_test_per_class, source.synthetic_seed, str(device))
+    # runs whose data fields agree read the same arrays (dataset, folder, sizes, subset)
+    key = (str(device),) + tuple(sorted((k, str(v)) for k, v in source.to_dict().items()
+                                        if k.startswith(("data", "synthetic_")) or k.endswith("_per_class")))
     store = datasets if datasets is not None else {}
     if key not in store:
         arrays = dataset_for(source)
