@@ -305,3 +305,7 @@ def test_sibling_verdict_says_when_one_seed_cannot_tell():
     assert "superclass-beta: 0.700 ± 0.020 (n=3); siblings closer together than without mixup by 0.100 " \
            "(more than twice the seeds' spread)" in text
     assert "mixup: 0.810; siblings further apart than without mixup by 0.010 (one run each" in text
+    wordnet = spread.assign(group=spread["group"] + " (wordnet)")  # compared within one source
+    assert "superclass-beta (wordnet): 0.700 ± 0.020 (n=3); siblings closer" in \
+        analysis_report.sibling_verdict(wordnet)
+    assert "no run 'none' to compare with" in analysis_report.sibling_verdict(spread[1:])

@@ -66,7 +66,8 @@ def attention_grid(runs: list[dict], cam: str, cams: tuple[str, ...]) -> Figure:
                     title = (f"{ex['name_a']} + {ex['name_b']}\nlam = {ex['lam']:g}" if p == 0
                              else f"map: {ex['name_a'] if p == 1 else ex['name_b']}")
                     ax.set_title(title, fontsize=8)
-        axes[r, 0].set_ylabel(f"{run['group']}\nmodel {k + 1}", fontsize=8)
+        group = run["group"].replace(" (", "\n(")  # the superclass source on a line of its own
+        axes[r, 0].set_ylabel(f"{group}\nmodel {k + 1}", fontsize=7)
     fig.suptitle(f"{cam} of each peer for both classes of a mix (red: where the map is high)")
     return fig
 
@@ -134,9 +135,15 @@ def latent_scatter(projections: list[dict], kind: str, members=("model 1", "pair
             ax.set_yticks([])
             ax.set_title(f"{proj['group']}: {member}", fontsize=9)
     names = first["superclass_names"]
-    handles = [Line2D([], [], ls="", marker="o", color=colors[s], label=names[s]) for s in range(k)]
-    handles += [Line2D([], [], ls="", marker=MARKERS[m % len(MARKERS)], color="0.3",
-                       label=f"class {m + 1} of its superclass") for m in sorted(set(place.values()))]
+    if len(sc) <= 12:  # few classes: one legend entry per class, under its superclass's name
+        handles = [Line2D([], [], ls="", marker=MARKERS[place[c] % len(MARKERS)],
+                          color=colors[int(sc[c])],
+                          label=f"{first['class_names'][c]} ({names[int(sc[c])]})")
+                   for c in sorted(range(len(sc)), key=lambda c: (int(sc[c]), c))]
+    else:
+        handles = [Line2D([], [], ls="", marker="o", color=colors[s], label=names[s]) for s in range(k)]
+        handles += [Line2D([], [], ls="", marker=MARKERS[m % len(MARKERS)], color="0.3",
+                           label=f"class {m + 1} of its superclass") for m in sorted(set(place.values()))]
     fig.legend(handles=handles, loc="outside right upper", fontsize=6, frameon=False)
     fig.suptitle(f"{PROJECTION_LABELS.get(kind, kind)} of the penultimate features "
                  f"({len(first['y'])} test images)")

@@ -43,6 +43,13 @@ def attention_table(spread) -> str:
     return _table(["method", "map", "pair"] + [f"weight {w:g}" for w in SHOWN_WEIGHTS], body)
 
 
+def baseline_of(group: str) -> str:
+    """The group without mixup that ``group`` is compared with: the same superclass source
+    (``superclass-beta (wordnet)`` -> ``none (wordnet)``; see :func:`summary.group_label`)."""
+    suffix = group[group.index(" ("):] if " (" in group else ""
+    return BASELINE + suffix
+
+
 def sibling_verdict(spread, member: str = "pair") -> str:
     """The answer to "does superclass-aware mixup pull siblings together?", from the sibling
     ratio of ``member``'s features: each group beside the baseline (no mixup), with the seeds'
@@ -53,10 +60,14 @@ def sibling_verdict(spread, member: str = "pair") -> str:
     by_group = {r["group"]: r for _, r in rows.iterrows()}
     lines = [f"Sibling / non-sibling centroid distance ({member} features; below 1: sibling "
              f"classes sit closer than unrelated ones):"]
-    base = by_group.get(BASELINE)
+    missing = []
     for group, r in by_group.items():
         line = f"- {group}: {_cell(r)}"
-        if base is not None and group != BASELINE and not math.isnan(r["mean"]):
+        baseline = baseline_of(group)
+        base = by_group.get(baseline)
+        if base is None and group != baseline and baseline not in missing:
+            missing.append(baseline)
+        if base is not None and group != baseline and not math.isnan(r["mean"]):
             diff = r["mean"] - base["mean"]
             way = "closer together" if diff < 0 else "further apart"
             line += f"; siblings {way} than without mixup by {abs(diff):.3f}"
@@ -68,8 +79,7 @@ def sibling_verdict(spread, member: str = "pair") -> str:
             else:
                 line += " (more than twice the seeds' spread)"
         lines.append(line)
-    if base is None:
-        lines.append(f"- (no run of method {BASELINE!r} to compare with)")
+    lines += [f"- (no run {b!r} to compare with)" for b in missing]
     return "\n".join(lines)
 
 
@@ -87,7 +97,7 @@ def write_analysis(run_root: str | Path, latent, latent_spread, shares, shares_s
         sibling_verdict(latent_spread),
         "## Attention on half mixes",
         "Share of a class's map on that class's own half of a half-mixed image, by the weight of "
-        "the class in the mix (0.5: a map blind to where its class is).",
+        "the class in the mix (0.5: what a map spread evenly over the image gives).",
         attention_table(shares_spread),
     ]) + "\n"
     paths = (root / "analysis.md", root / "latent.csv", root / "attention.csv")
