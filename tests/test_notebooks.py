@@ -15,7 +15,8 @@ from sdml.notebooks import stamps
 from sdml.training import runs
 
 METHODS = ["none", "superclass-beta"]  # two 04 runs keep the test short
-FAST = {"threads": 1}  # one torch thread: much faster than two on a shared 2-core machine
+FAST = {"threads": 1,  # one torch thread: much faster than two on a shared 2-core machine
+        "attention_pairs": 4, "projection_points": 100}  # notebook 06 on a few images
 NOTEBOOK_FILES = {nb: notebooks.NOTEBOOK_DIR / f"{nb}.ipynb" for nb in nbparams.NOTEBOOKS}
 
 
@@ -113,7 +114,7 @@ def test_dry_run_prints_the_plan(tmp_path, capsys, no_execution):
     assert labels == ["01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
                       "04_train_dml [none-cifar-seed0]", "04_train_dml [none-cifar-seed1]",
                       "04_train_dml [superclass-beta-cifar-seed0]",
-                      "04_train_dml [superclass-beta-cifar-seed1]", "05_results"]
+                      "04_train_dml [superclass-beta-cifar-seed1]", "05_results", "06_analysis"]
     assert not (tmp_path / "runs").exists()
 
 
@@ -204,7 +205,8 @@ def test_every_notebook_executes_and_writes_what_it_promises(executed):
     root, plan, log = executed
     assert [s.label for s in plan] == ["01_superclass_hierarchy", "02_mixing_preview",
                                        "03_ratio_distributions", "04_train_dml [none-cifar-seed0]",
-                                       "04_train_dml [superclass-beta-cifar-seed0]", "05_results"]
+                                       "04_train_dml [superclass-beta-cifar-seed0]", "05_results",
+                                       "06_analysis"]
     for step in plan:
         assert step.output.parent == root / "runs" / "executed"
         cells = nbformat.read(step.output, as_version=4).cells
@@ -213,7 +215,9 @@ def test_every_notebook_executes_and_writes_what_it_promises(executed):
     for name in ("hierarchy_dendrogram.png", "similarity_by_superclass.png",
                  "superclasses_wordnet_k20_vs_cifar.png",
                  "learning_curves_none-cifar-seed0.png", "learning_curves_superclass-beta-cifar-seed0.png",
-                 "learning_curves.png", "accuracy_per_superclass.png", "reliability.png"):
+                 "learning_curves.png", "accuracy_per_superclass.png", "reliability.png",
+                 "latent_scores.png", "latent_pca.png", "latent_tsne.png", "attention_gradcam.png",
+                 "attention_gradcampp.png", "attention_shares.png"):
         assert (figures / name).stat().st_size > 1000, name
     assert len(list(figures.glob("*.png"))) >= 12  # notebooks 02 and 03 add their own
     assert '"classes"' in (root / "runs" / "wordnet_k20.json").read_text()
@@ -228,6 +232,13 @@ def test_every_notebook_executes_and_writes_what_it_promises(executed):
     assert "| no mixup | - | cifar | synthetic | 3 | 0 |" in md
     csv_lines = (root / "runs" / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("method,") and len(csv_lines) > 10
+    analysis = (root / "runs" / "analysis.md").read_text()
+    assert "| superclass-beta | pair |" in analysis and "siblings" in analysis
+    assert (root / "runs" / "latent.csv").read_text().count("\n") == 1 + 2 * 3 * 3  # runs x members x scores
+    assert (root / "runs" / "attention.csv").read_text().startswith("run,group,seed,peer,cam,")
+    for method in METHODS:
+        for name in ("features.pt", "projections.pt", "attention.pt"):
+            assert (root / "runs" / f"{method}-cifar-seed0" / name).stat().st_size > 0
 
 
 def test_the_console_shows_every_epoch_of_every_run_while_it_trains(executed):

@@ -25,7 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("data_dir", "run_root", "figures_dir")  # parameters naming a folder
 
 NOTEBOOKS = ("01_superclass_hierarchy", "02_mixing_preview", "03_ratio_distributions",
-             "04_train_dml", "05_results")
+             "04_train_dml", "05_results", "06_analysis")
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,13 @@ SPECS: dict[str, dict[str, Param]] = {
         "independent": _independent([]),               # methods of the job also trained with weight 0
     },
     "05_results": {"methods": _methods(list(TABLE1_METHODS))},
+    "06_analysis": {
+        "methods": _methods(list(TABLE1_METHODS)),
+        "device": _one_of(DEVICES)("auto"),
+        "threads": _int(0)(0),                         # CPU threads for torch and scikit-learn, 0: default
+        "attention_pairs": _int(2, 10000)(48),         # half-mixed test pairs per run for the shares
+        "projection_points": _int(20, 20000)(500),     # test images projected to 2D (balanced by class)
+    },
 }
 
 

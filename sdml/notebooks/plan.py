@@ -1,7 +1,7 @@
 """The runner's plan: which notebook runs with which parameters, checked before anything runs.
 
 :func:`build_plan` resolves the runner's options into validated :class:`Step` s (01, 02, 03, 04
-once per method and seed, or once per seed as a fused job, then 05); :func:`run_state` says
+once per method and seed, or once per seed as a fused job, then 05 and 06); :func:`run_state` says
 whether a 04 step's runs are new, unfinished or done. :mod:`sdml.notebooks.runner` executes the plan.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from sdml.notebooks import params as nbparams
 from sdml.method.mixup import TABLE1_METHODS
 
 REPO = Path(__file__).resolve().parents[2]
-USES_DATA = ("02_mixing_preview", "03_ratio_distributions", "04_train_dml")  # read the dataset
+USES_DATA = ("02_mixing_preview", "03_ratio_distributions", "04_train_dml",
+             "06_analysis")  # read the dataset
 #: Parameters the runner sets from its own options; ``-p`` may not set them.
 MANAGED = {"profile": "--profile", "data": "--data", "data_dir": "--data-dir", "seed": "--seeds",
            "run_root": "--runs-root", "figures_dir": "--figures-root", "method": "--methods",
@@ -125,7 +126,7 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
                runs_root: str | Path | None = None, figures_root: str | Path | None = None,
                data_dir: str = "data", extra: dict | None = None,
                fuse_runs: bool = False, independent=()) -> list[Step]:
-    """Validated steps: [01, 02, 03] + [04 per method x seed] + [05], filtered by ``only``;
+    """Validated steps: [01, 02, 03] + [04 per method x seed] + [05, 06], filtered by ``only``;
     with ``fuse_runs`` (and several runs) 04 runs once per seed, all methods as one job.
     ``independent`` adds, per seed, a run of each of its methods with ``mutual_weight = 0``
     (the DML paper's control: the peers trained side by side without the KL term).
@@ -169,7 +170,7 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
                     plan.append(Step(nb, params, executed / f"{nb}-{run_dir.name}.ipynb", (REPO / run_dir,)))
         else:
             gathered = list(dict.fromkeys([*methods, *independent]))
-            own = {"methods": gathered} if nb == "05_results" else {}
+            own = {"methods": gathered} if nb in ("05_results", "06_analysis") else {}
             plan.append(Step(nb, make(nb, seed=seeds[0], **own), executed / f"{nb}.ipynb"))
     folders = [d for s in plan for d in s.run_dirs]
     if len(set(folders)) < len(folders):
