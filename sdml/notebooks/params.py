@@ -119,7 +119,7 @@ SPECS: dict[str, dict[str, Param]] = {
     "06_analysis": {
         "methods": _methods(list(TABLE1_METHODS)),
         "device": _one_of(DEVICES)("auto"),
-        "threads": _int(0)(0),                         # CPU threads for torch and scikit-learn, 0: default
+        "threads": _int(0)(0),                         # CPU threads for torch and scikit-learn, 0: auto (free cores)
         "attention_pairs": _int(2, 10000)(48),         # half-mixed test pairs per run for the shares
         "projection_points": _int(20, 20000)(500),     # test images projected to 2D (balanced by class)
     },

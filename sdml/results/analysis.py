@@ -29,14 +29,18 @@ def _sklearn_version() -> str:
     return sklearn.__version__
 
 
-def limit_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads in torch and in scikit-learn's / numpy's pools (0: their
-    defaults). On a busy machine fewer threads than cores avoid threads waiting on each other."""
-    if threads:
-        from threadpoolctl import threadpool_limits
+def limit_threads(threads: int) -> int:
+    """Use ``threads`` CPU threads in torch and in scikit-learn's / numpy's pools; 0: the cores
+    free now, as training picks them (:func:`sdml.training.threads.cpu_threads`): on a busy
+    machine more threads than free cores wait on each other. Returns the number used."""
+    from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(threads)
-        threadpool_limits(limits=threads)
+    from sdml.training.threads import cpu_threads
+
+    n = cpu_threads(threads)
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+    return n
 
 
 def load_all(run_list: list[Run], data_dir: str | Path | None = None, device: str = "auto"
