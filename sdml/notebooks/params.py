@@ -99,7 +99,9 @@ COMMON: dict[str, Param] = {
 }
 
 SPECS: dict[str, dict[str, Param]] = {
-    "01_superclass_hierarchy": {"wordnet_k": _int(0, 99)(0)},  # 0: the dataset's default k
+    "01_superclass_hierarchy": {"wordnet_k": Param(0, lambda v: isinstance(v, int) and not isinstance(v, bool)
+                                                   and (v == 0 or 2 <= v <= 99),
+                                                   "0 (the dataset's default k) or an integer in 2..99")},
     "02_mixing_preview": {"grid_pairs": _int(1, 12)(4),
                           "interactive": _bool(True)},  # sliders on a plain Run All; runner: False
     "03_ratio_distributions": {"n_samples": _int(100)(20000)},

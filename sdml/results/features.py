@@ -52,7 +52,7 @@ def load_peers(run_dir: str | Path, device: torch.device | str = "cpu") -> list[
     path = run_dir / runs.CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint; train the run (notebook 04) first")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = runs.read_checkpoint(path, map_location=device)  # checked; weights_only=True
     first = state["peers"][0]
     num_classes, in_channels = int(first["fc.weight"].shape[0]), int(first["conv1.weight"].shape[1])
     # a checkpoint holds plain per-peer weights whichever layout trained them
