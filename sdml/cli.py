@@ -9,8 +9,7 @@ import re
 import sys
 from dataclasses import fields
 
-from sdml.io.failures import (EXIT_CODES_HELP, OneLineParser, UsageError, describe_failure,
-                               join_negative_values)
+from sdml.io.failures import EXIT_CODES_HELP, OneLineParser, describe_failure, parse_command_line
 from sdml.training.config import PROFILES, Config, make_config
 
 _FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?(#\s*)(.+)$")
@@ -187,12 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr and an exit code (``--help``'s
     epilog lists them); ``--debug`` or ``SDML_DEBUG=1`` shows the traceback instead."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        args = parser.parse_args(join_negative_values(argv, parser))
-    except UsageError as err:
-        print(f"python -m sdml: error: {err}", file=sys.stderr)
+    argv, args = parse_command_line(build_parser(), argv, "python -m sdml")
+    if args is None:
         return 2
     try:
         return run_command(args) or 0

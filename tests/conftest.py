@@ -15,3 +15,14 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-data")
     ensure_synthetic(root, n_train_per_class=4, n_test_per_class=2, seed=0)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One CPU thread for a module: on a small shared machine, more threads wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,12 +24,7 @@ quiet = dict(progress=False, log=lambda *_: None)
 TIMING = ("train_seconds", "images_per_s")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def tiny(data_dir, **kw):

@@ -71,13 +71,7 @@ def assert_checkpoints_equal(a, b, **tol):
                                    ob["state"][i]["momentum_buffer"], **tol)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One CPU thread: on a small shared machine, more threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import argparse
 import errno
 import re
 import shlex
+import sys
 
 from sdml.io.lock import FolderBusy
 from sdml.io.readback import DamagedFile
@@ -73,6 +74,17 @@ def join_negative_values(argv: list[str], parser) -> list[str]:
         out.append(tok)
         i += 1
     return out
+
+
+def parse_command_line(parser, argv: list[str] | None, prog: str):
+    """``(argv, args)`` parsed by ``parser`` (negative option values allowed), or ``(argv, None)``
+    after printing the usage error as one line: what both entry points do first."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return argv, parser.parse_args(join_negative_values(argv, parser))
+    except UsageError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return argv, None
 
 
 def resume_command(command: str, argv: list[str], prog: str = "python -m sdml") -> str:

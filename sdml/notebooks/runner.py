@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser, UsageError,
-                              describe_failure, join_negative_values)
+from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser,
+                              describe_failure, parse_command_line)
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
@@ -174,12 +174,8 @@ def missing_notebooks(plan: list[Step]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m sdml.notebooks run``; failures are one line and an exit code as in
     ``python -m sdml`` (:mod:`sdml.io.failures`), ``--debug`` or ``SDML_DEBUG=1`` for tracebacks."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        args = parser.parse_args(join_negative_values(argv, parser))
-    except UsageError as err:
-        print(f"sdml.notebooks: error: {err}", file=sys.stderr)
+    argv, args = parse_command_line(build_parser(), argv, "sdml.notebooks")
+    if args is None:
         return EXIT_INPUT
     try:
         return run_command(args)
