@@ -227,8 +227,8 @@ def test_ddp_step_equals_the_single_process_step(tmp_path):
 def test_ddp_resume_on_another_world_size_is_refused(tmp_path, monkeypatch, capsys):
     """A 2-rank run folder resumed by a 1-rank job (this process, gloo): one line, folder kept."""
     run = tmp_path / "run"
-    cfg = tiny(tmp_path / "data", ddp=True, epochs=1)
-    train_mod.train(tiny(tmp_path / "data", epochs=1), run, **quiet)  # a folder to pose as one
+    cfg = tiny(tmp_path / "data", ddp=True, epochs=1, milestones=(1,))
+    train_mod.train(tiny(tmp_path / "data", epochs=1, milestones=(1,)), run, **quiet)  # to pose as one
     record = json.loads((run / runs.CONFIG).read_text())
     record["config"] = cfg.to_dict()
     record["ddp"] = {"world_size": 2}

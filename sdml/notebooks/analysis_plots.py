@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from sdml.notebooks.plots import _colors
+from sdml.notebooks.colours import superclass_colours as _colors
 from sdml.results.latent import METRIC_LABELS, METRICS
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h")
@@ -20,13 +20,7 @@ PROJECTION_LABELS = {"pca": "PCA", "tsne": "t-SNE"}
 
 
 def superclass_colors(k: int) -> list:
-    """k distinct colours: matplotlib's qualitative tab20 up to 20 superclasses (its ten dark
-    shades first, then the light ones, so neighbouring ids differ in hue), else hues."""
-    if k <= 20:
-        from matplotlib import colormaps
-
-        order = list(range(0, 20, 2)) + list(range(1, 20, 2))
-        return [colormaps["tab20"](order[i]) for i in range(k)]
+    """k distinct colours, the kit's one superclass palette (:mod:`sdml.notebooks.colours`)."""
     return _colors(k)
 
 

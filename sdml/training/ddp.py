@@ -108,23 +108,36 @@ def check_world_size(run_dir: Path, world_size: int) -> None:
                          f"(per-rank BatchNorm makes the world size part of the run)")
 
 
-def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, extra: dict
+def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: dict, hold: list
             ) -> tuple[Config, int]:
-    """Rank 0 prepares the run folder and the first rank of each node gets the data; every
-    rank learns the config and first epoch, or raises the same one-line error."""
+    """Rank 0 claims and checks the run folder (:mod:`sdml.training.resume`: locked for the run's
+    life, everything checked before anything is written) and the first rank of each node gets the
+    data; every rank learns the config and first epoch, or raises the same one-line error.
+    Rank 0's folder lock is appended to ``hold``; the caller releases it when the run ends."""
     import torch.distributed as dist
 
     from sdml.data.load import dataset_for
+    from sdml.io.lock import FolderLock
+    from sdml.training import resume as resume_mod
 
     error, box = None, [None]
     try:
         if env.local_rank == 0:
-            dataset_for(cfg)  # once per node, before its other ranks read it
+            arrays = dataset_for(cfg)  # once per node, before its other ranks read it
         if env.is_main:
+            run_dir = resume_mod.run_folder(run_dir)
+            if run_dir.exists() and not run_dir.is_dir():
+                raise ValueError(f"out: {str(run_dir)!r} is a file, not a folder; allowed: a new "
+                                 f"folder or one holding a run")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            hold.append(FolderLock(run_dir).acquire())  # this job alone, for the run's life
             if resume:
                 check_world_size(run_dir, env.world_size)
-            cfg, first = runs.start(run_dir, cfg, resume, extra=extra)
-            box = [(cfg.to_dict(), first)]
+            deps = {**resume_mod.depends(sc, resume_mod.dataset_identity(cfg.data, arrays)), **extra}
+            record = resume_mod.check_record(run_dir, cfg, resume, deps)
+            progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg)
+            resume_mod.begin(run_dir, record, progress)
+            box = [(record.cfg.to_dict(), progress.done if progress else 0)]
     except (ValueError, FileNotFoundError) as err:
         error = str(err)
     agree(error)
@@ -168,11 +181,11 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     main = env.is_main
     log = log if main else (lambda *_: None)
     created = init_group(device)
+    held: list = []  # rank 0's lock on the run folder
     try:
         # setup: rank 0 fetches the data and prepares the folder; then every rank reads the data
-        cfg, first_epoch = prepare(cfg, run_dir, resume, env,
-                                   extra={"superclasses": sc.to_json(),
-                                          "ddp": {"world_size": env.world_size}})
+        cfg, first_epoch = prepare(cfg, run_dir, resume, env, sc,
+                                   {"ddp": {"world_size": env.world_size}}, held)
         arrays = dataset_for(cfg)
         steps_per_epoch(cfg, len(arrays.train_y))
         if cfg.threads:
@@ -227,4 +240,6 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
         verdict(None)  # no rank leaves before rank 0 has written the predictions
         return runs.read_metrics(run_dir) if main else []
     finally:
+        for lock in held:
+            lock.release()
         leave_group(created)
