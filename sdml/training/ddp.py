@@ -17,6 +17,7 @@ world size is refused, since per-rank BatchNorm makes the world size part of the
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -108,16 +109,16 @@ def check_world_size(run_dir: Path, world_size: int) -> None:
                          f"(per-rank BatchNorm makes the world size part of the run)")
 
 
-def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: dict, hold: list
-            ) -> tuple[Config, int]:
+def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: dict,
+            hold: contextlib.ExitStack) -> tuple[Config, int]:
     """Rank 0 claims and checks the run folder (:mod:`sdml.training.resume`: locked for the run's
     life, everything checked before anything is written) and the first rank of each node gets the
     data; every rank learns the config and first epoch, or raises the same one-line error.
-    Rank 0's folder lock is appended to ``hold``; the caller releases it when the run ends."""
+    Rank 0's claim (:func:`sdml.training.resume.claimed`) enters ``hold``, an ExitStack the
+    caller closes when the run ends."""
     import torch.distributed as dist
 
     from sdml.data.load import dataset_for
-    from sdml.io.lock import FolderLock
     from sdml.training import resume as resume_mod
 
     error, box = None, [None]
@@ -126,11 +127,7 @@ def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: d
             arrays = dataset_for(cfg)  # once per node, before its other ranks read it
         if env.is_main:
             run_dir = resume_mod.run_folder(run_dir)
-            if run_dir.exists() and not run_dir.is_dir():
-                raise ValueError(f"out: {str(run_dir)!r} is a file, not a folder; allowed: a new "
-                                 f"folder or one holding a run")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            hold.append(FolderLock(run_dir).acquire())  # this job alone, for the run's life
+            hold.enter_context(resume_mod.claimed([run_dir]))  # this job alone, for the run's life
             if resume:
                 check_world_size(run_dir, env.world_size)
             deps = {**resume_mod.depends(sc, resume_mod.dataset_identity(cfg.data, arrays)), **extra}
@@ -181,7 +178,7 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     main = env.is_main
     log = log if main else (lambda *_: None)
     created = init_group(device)
-    held: list = []  # rank 0's lock on the run folder
+    held = contextlib.ExitStack()  # rank 0's claim on the run folder
     try:
         # setup: rank 0 fetches the data and prepares the folder; then every rank reads the data
         cfg, first_epoch = prepare(cfg, run_dir, resume, env, sc,
@@ -240,6 +237,5 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
         verdict(None)  # no rank leaves before rank 0 has written the predictions
         return runs.read_metrics(run_dir) if main else []
     finally:
-        for lock in held:
-            lock.release()
+        held.close()
         leave_group(created)
