@@ -16,9 +16,10 @@ FUSE_RUNS ?= auto
 INDEPENDENT ?= none superclass-beta
 RUN ?= runs/smoke-train
 GPUS ?=
-# train-many's profile and data: PROFILE/DATA with auto resolved as the runner resolves them
-TRAIN_PROFILE = $(if $(filter auto,$(PROFILE)),$(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'demo')"),$(PROFILE))
-TRAIN_DATA = $(if $(filter auto,$(DATA)),$(if $(filter paper,$(TRAIN_PROFILE)),cifar100,synthetic),$(DATA))
+# train-many's profile, data and seeds: PROFILE/DATA/SEEDS resolved as the runner resolves them
+RESOLVE = from sdml.notebooks.plan import resolve_profile, resolve_data, resolve_seeds; \
+  p = resolve_profile('$(PROFILE)', log=lambda m: None); \
+  print(p, resolve_data('$(DATA)', p), *('$(SEEDS)'.split() or resolve_seeds([], p)))
 
 .PHONY: setup wordnet fashion-mnist reproduce test lab train train-many bench figures
 
@@ -73,9 +74,11 @@ train: setup
 # (CPU processes without CUDA), into the folders the notebooks use; `make reproduce` then skips
 # them. Resumable: running it again continues only the unfinished runs.
 train-many: setup
+	@set -e; set -- $$($(PY) -c "$(RESOLVE)"); profile=$$1 data=$$2; shift 2; \
+	echo "train-many: profile $$profile, data $$data, seeds $$*, over $(or $(GPUS),1) process(es)"; \
 	$(PY) -m torch.distributed.run --standalone --nproc_per_node $(or $(GPUS),1) -m sdml train-many \
-	  --profile $(TRAIN_PROFILE) --data $(TRAIN_DATA) $(if $(METHODS),--methods $(METHODS)) \
-	  $(if $(SEEDS),--seeds $(SEEDS)) --out-root runs/$(TRAIN_PROFILE) --resume --no-progress
+	  --profile $$profile --data $$data $(if $(METHODS),--methods $(METHODS)) --seeds "$$@" \
+	  $(if $(INDEPENDENT),--independent $(INDEPENDENT)) --out-root runs/$$profile --resume --no-progress
 
 # Throughput: a typical DML implementation against ours, interleaved in one process.
 bench: setup

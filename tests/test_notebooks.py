@@ -118,6 +118,18 @@ def test_dry_run_prints_the_plan(tmp_path, capsys, no_execution):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("profile, data, seeds", [
+    ("cpu", "fashion-mnist", ["seed0", "seed1"]),   # results read as findings: two seeds
+    ("smoke", "synthetic", ["seed0"]),              # a quick preset: one
+])
+def test_default_seeds_follow_the_profile(tmp_path, capsys, no_execution, profile, data, seeds):
+    argv = runner_args(tmp_path, "--methods", "none", "--dry-run")
+    argv[argv.index("smoke")], argv[argv.index("synthetic")] = profile, data
+    assert notebooks.main(argv) == 0
+    planned = re.findall(r"04_train_dml \[none-\S+-(seed\d+)\]", capsys.readouterr().out)
+    assert planned == seeds
+
+
 def test_dry_run_with_fused_runs_plans_one_04_per_seed(tmp_path, capsys, no_execution):
     argv = runner_args(tmp_path, "--methods", *METHODS, "--seeds", "0", "1", "--fuse-runs", "on",
                        "--dry-run")

@@ -153,3 +153,47 @@ def test_paired_statistics_compares_with_none_mixup_and_the_independent_control(
     dml_vs_ind = next(r for r in rows if r["compared"] == "superclass-beta"
                       and r["baseline"] == "superclass-beta, independent" and r["member"] == "model 1")
     assert dml_vs_ind["mean"] == pytest.approx(2.0 - 4.0)  # model 1: 70 + i + s, i = 2 and 4
+
+
+
+# ----------------------------------------------------------------------------- the seeds' spread
+
+def test_seed_spread_is_the_larger_sample_sd_and_twice_it_the_bar():
+    import statistics
+
+    a, b = [70.0, 72.0, 71.0], [69.0, 69.5, 69.2]  # mean difference 1.77, sds 1.0 and 0.25
+    spread, beyond = stats.seed_spread(a, b)
+    assert spread == pytest.approx(max(statistics.stdev(a), statistics.stdev(b)))
+    assert beyond is False  # 1.77 < 2 x 1.0
+    spread, beyond = stats.seed_spread([71.0, 71.4, 71.2], b)  # difference 2.0, sds 0.2, 0.25
+    assert spread == pytest.approx(statistics.stdev(b)) and beyond is True
+    spread, beyond = stats.seed_spread(b, [71.0, 71.4, 71.2])  # the sign does not matter
+    assert beyond is True
+    with pytest.raises(ValueError, match="at least two seeds"):
+        stats.seed_spread([70.0], [69.0])
+
+
+def test_compare_groups_and_the_verdict_say_whether_differences_exceed_the_seeds_spread():
+    from sdml.results import dml_report
+
+    a = [fake_run("superclass-beta", s, (75.0 + 0.1 * s, 70.0 + 3 * s)) for s in (0, 1)]
+    b = [fake_run("none", s, (70.0 - 0.1 * s, 69.0)) for s in (0, 1)]
+    rows = {r["member"]: r for r in stats.compare_groups(a, b)}
+    import statistics
+    assert rows["model 1"]["spread"] == pytest.approx(statistics.stdev([75.0, 75.1]))
+    assert rows["model 1"]["beyond_spread"] is True        # +5.1 against sd 0.07
+    assert rows["model 2"]["spread"] == pytest.approx(statistics.stdev([70.0, 73.0]))
+    assert rows["model 2"]["beyond_spread"] is False       # +2.5 against sd 2.12
+    text = dml_report.seed_verdict(list(rows.values()))
+    assert text.startswith("- superclass-beta − none: model 1 +5.10, model 2 +2.50")
+    assert "beyond twice the seeds' spread for model 1" in text and "within it for model 2" in text
+    table = dml_report.stats_table(list(rows.values()))
+    assert "| 0.07 | yes |" in table and "| 2.12 | no |" in table
+
+    g = torch.Generator().manual_seed(1)
+    one = stats.compare_groups([fake_run("mixup", 0, (70.0, 71.0), correct=torch.rand(2, 50, generator=g) < .7)],
+                               [fake_run("none", 0, (60.0, 61.0), correct=torch.rand(2, 50, generator=g) < .6)])
+    assert all(r["beyond_spread"] is None and math.isnan(r["spread"]) for r in one)
+    assert "one seed, so whether this exceeds the spread between seeds is unknown" in \
+        dml_report.seed_verdict(one)
+    assert "unknown (one seed)" in dml_report.stats_table(one)

@@ -25,7 +25,8 @@ from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLinePa
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
-                                 resolve_data, resolve_fuse_runs, resolve_profile, run_state)
+                                 resolve_data, resolve_fuse_runs, resolve_profile, resolve_seeds,
+                                 run_state)
 
 NOTEBOOK_DIR = REPO / "notebooks"
 
@@ -145,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="auto", help="synthetic | cifar100 | cifar10 | fashion-mnist | auto (the profile's own)")
     p.add_argument("--methods", nargs="+", default=list(TABLE1_METHODS),
                    help=f"notebook 04 runs once per method (default: Table 1's {' '.join(TABLE1_METHODS)})")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="notebook 04 runs once per seed (default 0)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="notebook 04 runs once per seed (default: 0 1 for paper, fashion and cpu, "
+                        "so results can be set against the seeds' spread; 0 for smoke and demo)")
     p.add_argument("--independent", nargs="*", default=[], metavar="METHOD",
                    help="also train these methods as independent peers (mutual_weight 0, the DML "
                         "paper's control), once per seed (default: none; make reproduce asks for "
@@ -198,7 +201,8 @@ def run_command(args) -> int:
     data = resolve_data(args.data, profile)
     extra = dict(parse_param(p) for p in args.param)
     fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods + args.independent)
-    plan = build_plan(profile, data, args.methods, args.seeds, args.only, args.runs_root,
+    seeds = resolve_seeds(args.seeds, profile)
+    plan = build_plan(profile, data, args.methods, seeds, args.only, args.runs_root,
                       args.figures_root, args.data_dir, extra, fuse_runs, args.independent)
     missing = missing_notebooks(plan)
     if missing:

@@ -10,7 +10,7 @@ import math
 
 from sdml.results.confusion import group_behaviour
 from sdml.results.metrics import format_mean_std, mean_std
-from sdml.results.stats import CONFIDENCE, paired_statistics
+from sdml.results.stats import CONFIDENCE, SPREAD_FACTOR, paired_statistics
 from sdml.results.summary import (METHOD_LABELS, PAPER_TABLE1, Run, _ordered, group_key,
                                   group_label, member_names, paper_setting, row_key, setting_text,
                                   summarise)
@@ -77,13 +77,48 @@ def dml_table(finished: list[Run], stat_rows: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------- paired statistics
 
+def _beyond(row: dict) -> str:
+    return {True: "yes", False: "no"}.get(row.get("beyond_spread"), "unknown (one seed)")
+
+
 def stats_table(stat_rows: list[dict]) -> str:
     header = ["compared", "baseline", "member", "seeds", "test", "difference [points]",
-              f"{100 * CONFIDENCE:.0f} % interval", "p", f"p < {ALPHA:g}"]
+              f"{100 * CONFIDENCE:.0f} % interval", "p", f"p < {ALPHA:g}", "seeds' sd [points]",
+              f"beyond {SPREAD_FACTOR:g} sd"]
     body = [[r["compared"], r["baseline"], r["member"], r["seeds"], r["test"], f"{r['mean']:+.2f}",
              "none (one seed)" if r["n"] < 2 else f"[{r['low']:+.2f}, {r['high']:+.2f}]",
-             _p(r["p"]), "yes" if r["p"] < ALPHA else "no"] for r in stat_rows]
+             _p(r["p"]), "yes" if r["p"] < ALPHA else "no",
+             "-" if math.isnan(r.get("spread", math.nan)) else f"{r['spread']:.2f}", _beyond(r)]
+            for r in stat_rows]
     return _table(header, body)
+
+
+def seed_verdict(stat_rows: list[dict]) -> str:
+    """One plain line per comparison: its differences, and whether they exceed the seeds' spread."""
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for r in stat_rows:
+        pairs.setdefault((r["compared"], r["baseline"]), []).append(r)
+    lines = []
+    for (compared, baseline), rows in pairs.items():
+        diffs = ", ".join(f"{r['member']} {r['mean']:+.2f}" for r in rows)
+        known = [r for r in rows if r.get("beyond_spread") is not None]
+        if not known:
+            tail = ("one seed, so whether this exceeds the spread between seeds is unknown "
+                    "(train two or more seeds: `--seeds 0 1`)")
+        else:
+            spread = max(r["spread"] for r in known)
+            beyond = [r["member"] for r in known if r["beyond_spread"]]
+            within = [r["member"] for r in known if not r["beyond_spread"]]
+            if not within:
+                tail = f"**beyond** twice the seeds' spread for every member (sd at most {spread:.2f})"
+            elif not beyond:
+                tail = (f"**within** twice the seeds' spread for every member (sd up to "
+                        f"{spread:.2f}): not distinguishable from seed to seed variation")
+            else:
+                tail = (f"beyond twice the seeds' spread for {', '.join(beyond)}; within it for "
+                        f"{', '.join(within)} (sd up to {spread:.2f})")
+        lines.append(f"- {compared} − {baseline}: {diffs} points; {tail}.")
+    return "\n".join(lines)
 
 
 def stats_note(stat_rows: list[dict], notes: list[str]) -> str:
@@ -155,6 +190,12 @@ def dml_sections(finished: list[Run]) -> list[str]:
         "− ind.*: the paired difference (see below). The paper gives only the DML column."
         + ("" if has_control else " No independent run yet: train it with `--independent` "
            "(runner, train-many) or `mutual_weight = 0` (notebook 04)."), "",
+        "## Do the methods differ by more than the seeds do?", "",
+        seed_verdict(stat_rows) if stat_rows else "No pair of groups to compare yet.", "",
+        f"Final top-1, *compared* − *baseline*, in points of %, mean over the shared seeds. *The "
+        f"seeds' spread*: the larger of the two groups' sample standard deviations over seeds; a "
+        f"difference counts as beyond it when it exceeds {SPREAD_FACTOR:g} of them (details and "
+        f"tests below).", "",
         "## Paired statistics", "",
         stats_table(stat_rows) if stat_rows else "No pair of groups to compare yet.", "",
         stats_note(stat_rows, notes), "",

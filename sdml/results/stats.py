@@ -11,6 +11,11 @@ Runs of two methods with the same seed start from the same weights and see the s
   only ``a`` gets right and n_b those only ``b`` gets right, p is the two-sided binomial test of
   n_a out of n_a + n_b at 1/2 (:func:`scipy.stats.binomtest`).
 
+Beside the test, each comparison over several seeds says whether the difference exceeds the spread
+between seeds: ``spread`` is the larger of the two groups' sample standard deviations of that
+member's final top-1 over the shared seeds, and ``beyond_spread`` is ``|mean| > 2 * spread`` (the
+rule notebook 06 uses for its latent scores). With one seed the spread is unknown (NaN, None).
+
 Two groups are compared only if they share a protocol (dataset, model, schedule, epochs run);
 otherwise a ValueError names both groups and the first field where they differ.
 """
@@ -31,6 +36,7 @@ CONFIDENCE = 0.95
 STATS_PROTOCOL = tuple(f for f in PROTOCOL_FIELDS if f != "temperature") + (
     "synthetic_train_per_class", "synthetic_test_per_class", "synthetic_seed")
 BASELINES = ("none", "mixup")
+SPREAD_FACTOR = 2.0  # a difference "exceeds the seeds' spread" beyond this many sds
 
 
 # ----------------------------------------------------------------------------- the tests
@@ -61,6 +67,17 @@ def paired_t(a, b, confidence: float = CONFIDENCE) -> dict:
         ci = res.confidence_interval(confidence)
     out.update(low=float(ci.low), high=float(ci.high), p=float(res.pvalue))
     return out
+
+
+def seed_spread(a, b) -> tuple[float, bool]:
+    """(spread, beyond): the larger sample sd of ``a`` and ``b`` (seed by seed values of two
+    groups) and whether the mean paired difference exceeds twice it."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError(f"a, b: shapes {a.shape} and {b.shape}; allowed: two equal-length lists "
+                         f"of at least two seeds' values")
+    spread = float(max(a.std(ddof=1), b.std(ddof=1)))
+    return spread, bool(abs(float((a - b).mean())) > SPREAD_FACTOR * spread)
 
 
 def mcnemar_exact(correct_a: torch.Tensor, correct_b: torch.Tensor) -> dict:
@@ -115,7 +132,8 @@ def compare_groups(runs_a: list[Run], runs_b: list[Run]) -> list[dict]:
     """Group a against group b, paired by seed, per peer and for the ensemble (final top-1).
 
     Returns one row per member: ``compared``, ``baseline``, ``member``, ``seeds``, ``n``, ``test``
-    (``paired t`` or ``McNemar exact``), ``mean`` (a - b in points of %), ``low``, ``high``, ``p``.
+    (``paired t`` or ``McNemar exact``), ``mean`` (a - b in points of %), ``low``, ``high``, ``p``,
+    ``spread`` and ``beyond_spread`` (see :func:`seed_spread`; NaN and None with one seed).
     """
     check_same_protocol(runs_a, runs_b)
     by_seed_a = {r.config["seed"]: r for r in runs_a}
@@ -132,9 +150,10 @@ def compare_groups(runs_a: list[Run], runs_b: list[Run]) -> list[dict]:
         row = {"compared": name_a, "baseline": name_b, "member": member,
                "seeds": " ".join(map(str, seeds))}
         if len(seeds) >= 2:
-            res = paired_t([member_final(by_seed_a[s], j) for s in seeds],
-                           [member_final(by_seed_b[s], j) for s in seeds])
-            row.update(test="paired t", **res)
+            va = [member_final(by_seed_a[s], j) for s in seeds]
+            vb = [member_final(by_seed_b[s], j) for s in seeds]
+            spread, beyond = seed_spread(va, vb)
+            row.update(test="paired t", **paired_t(va, vb), spread=spread, beyond_spread=beyond)
         else:
             ra, rb = by_seed_a[seeds[0]], by_seed_b[seeds[0]]
             if ra.probs is None or rb.probs is None or not torch.equal(ra.y, rb.y):
@@ -142,7 +161,8 @@ def compare_groups(runs_a: list[Run], runs_b: list[Run]) -> list[dict]:
                                  f"test predictions (predictions.pt) for McNemar's test")
             res = mcnemar_exact(member_correct(ra, j), member_correct(rb, j))
             row.update(test="McNemar exact", n=1, mean=res["mean"], low=math.nan, high=math.nan,
-                       p=res["p"], only_a=res["only_a"], only_b=res["only_b"])
+                       p=res["p"], only_a=res["only_a"], only_b=res["only_b"], spread=math.nan,
+                       beyond_spread=None)
         rows.append(row)
     return rows
 

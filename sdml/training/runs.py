@@ -68,11 +68,16 @@ def git_revision() -> str | None:
 
 
 def provenance() -> dict:
-    """Versions and revision recorded beside every result."""
-    import torchvision
+    """Versions and revision recorded beside every result (torchvision's from its package
+    metadata: importing it costs seconds per run and nothing in training needs it)."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        vision = version("torchvision")
+    except PackageNotFoundError:
+        vision = None
     info = {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "platform": platform.platform(),
+            "torchvision": vision, "platform": platform.platform(),
             "git": git_revision()}
     if torch.cuda.is_available():
         info["cuda"] = torch.version.cuda
