@@ -21,7 +21,7 @@ from sdml.training.train import build_model, stream_seed
 
 SC = superclass_of()
 quiet = dict(progress=False, log=lambda *_: None)
-TIMING = ("train_seconds", "images_per_s")
+TIMING = ("train_seconds", "images_per_s", "threads")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

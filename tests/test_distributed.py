@@ -18,7 +18,7 @@ from sdml.training.config import make_config
 from sdml.training.distributed import share, torchrun_env
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING = ("train_seconds", "images_per_s")  # wall-clock, the only keys allowed to differ
+TIMING = ("train_seconds", "images_per_s", "threads")  # the machine's, the only keys allowed to differ
 METHODS = ("none", "mixup", "superclass-choice", "superclass-beta")
 TINY = dict(data="synthetic", depth=8, width=4, epochs=2, batch_size=32, lr=0.05, milestones=(2,),
             synthetic_train_per_class=4, synthetic_test_per_class=2, max_steps_per_epoch=3,

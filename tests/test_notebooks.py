@@ -279,8 +279,10 @@ def test_a_rerun_skips_unchanged_notebooks_and_reruns_05_when_a_run_changes(exec
     before = {s.output: s.output.stat().st_mtime_ns for s in others}
     log = []
     notebooks.run_plan(others, log=log.append)
-    assert len(log) == len(others) == 5, log  # 01, 02, 03, 05 and 06
-    assert all(line.endswith("inputs and outputs unchanged, skipped") for line in log), log
+    assert len(log) == len(others) + 1 == 6, log  # 01, 02, 03, 05 and 06, then the total
+    assert all(line.endswith("inputs and outputs unchanged, skipped") for line in log[:-1]), log
+    assert re.fullmatch(r"\[sdml\] all 5 notebook run\(s\) in 0 min \d+ s \(0 executed, 5 skipped\)",
+                        log[-1]), log
     assert {s.output: s.output.stat().st_mtime_ns for s in others} == before
     results = next(s for s in others if s.notebook == "05_results")
     source = notebooks.NOTEBOOK_DIR / "05_results.ipynb"
@@ -312,7 +314,8 @@ def test_a_rerun_skips_finished_runs_and_resumes_unfinished_ones(executed):
     again = notebooks.build_plan("smoke", "synthetic", METHODS, [0], only=["04"], runs_root=root / "runs",
                                  figures_root=root / "figures", data_dir=str(root / "data"), extra=FAST)
     notebooks.run_plan(again, log=log.append)
-    assert len(log) == 2 and all(line.endswith("finished run, skipped") for line in log)
+    assert len(log) == 3 and all(line.endswith("finished run, skipped") for line in log[:2])
+    assert log[2].endswith("(0 executed, 2 skipped)")
     after = {s.run_dirs: ((s.run_dirs[0] / runs.CHECKPOINT).stat().st_mtime_ns, s.output.stat().st_mtime_ns)
              for s in steps}
     assert after == before

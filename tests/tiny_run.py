@@ -13,7 +13,7 @@ TINY = ["--profile", "smoke", "--depth", "8", "--width", "4", "--batch-size", "3
         "--synthetic-train-per-class", "4", "--synthetic-test-per-class", "2",
         "--max-steps-per-epoch", "2", "--eval-batch-size", "200", "--threads", "1", "--no-progress"]
 #: Timings differ between two runs of the same config; everything else must not.
-TIMING = ("train_seconds", "images_per_s")
+TIMING = ("train_seconds", "images_per_s", "threads")
 
 
 def train_argv(out, data_dir, epochs: int = 3, *extra) -> list[str]:

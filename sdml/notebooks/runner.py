@@ -111,7 +111,8 @@ def prepare_data(plan: list[Step], log=print) -> None:
 
 def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
-    :mod:`sdml.notebooks.stamps`); stops at the first failure."""
+    :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time."""
+    start, ran = time.perf_counter(), 0
     for i, step in enumerate(plan, 1):
         state = run_state(step)
         source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
@@ -126,8 +127,12 @@ def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
         execute(step, log_output, log)
         if state == "run":
             stamps.record(source, step.notebook, step.params, step.output, started)
+        ran += 1
         log(f"[sdml] {i}/{len(plan)} {step.label}: done in {time.perf_counter() - t0:.0f} s "
             f"-> {step.output}")
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    log(f"[sdml] all {len(plan)} notebook run(s) in {minutes} min {seconds} s ({ran} executed, "
+        f"{len(plan) - ran} skipped)")
 
 
 # ----------------------------------------------------------------------------- command line

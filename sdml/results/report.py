@@ -17,6 +17,7 @@ from sdml.results.summary import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER
                                   _ordered, group_key, member_names, paper_setting,
                                   protocol_differences, reference_of, row_key, setting_text,
                                   summarise, text_key, uniform_error_share)
+from sdml.results.timing import time_section
 
 
 def method_label(method: str, mutual_weight: float) -> str:
@@ -120,7 +121,7 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
         f"ECE: {ECE_BINS} equal-width confidence bins. {_superclass_note(finished)}", "",
     ]
     if finished:
-        parts += dml_sections(finished)
+        parts += dml_sections(finished) + time_section(finished)
     return "\n".join(parts)
 
 

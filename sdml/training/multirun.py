@@ -145,7 +145,7 @@ def train_fused_epoch(stepper: FusedStepper, data, cfgs: list[Config],
         bar.close()
     return [{"train_loss": loss, "train_loss_total": sum(loss), "same_superclass_share": share,
              "mean_lam": lam, "steps": steps, "train_seconds": seconds,
-             "images_per_s": steps * cfgs[0].batch_size / seconds}
+             "images_per_s": steps * cfgs[0].batch_size / seconds, "threads": torch.get_num_threads()}
             for *loss, share, lam in per_run]
 
 

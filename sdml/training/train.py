@@ -155,7 +155,8 @@ def train_one_epoch(stepper: Stepper, data, cfg: Config, superclass_of: torch.Te
         bar.close()
     return {"train_loss": peer_loss, "train_loss_total": sum(peer_loss),
             "same_superclass_share": same_sum.item() / steps, "mean_lam": plan.lam.mean().item(),
-            "steps": steps, "train_seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds}
+            "steps": steps, "train_seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds,
+            "threads": torch.get_num_threads()}
 
 
 @torch.no_grad()
