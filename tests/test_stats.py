@@ -197,3 +197,10 @@ def test_compare_groups_and_the_verdict_say_whether_differences_exceed_the_seeds
     assert "one seed, so whether this exceeds the spread between seeds is unknown" in \
         dml_report.seed_verdict(one)
     assert "unknown (one seed)" in dml_report.stats_table(one)
+
+
+def test_equal_differences_over_seeds_give_no_p_value_instead_of_zero():
+    res = stats.paired_t([72.3, 71.0], [72.65, 71.35])  # -0.35 on both seeds
+    assert res["mean"] == pytest.approx(-0.35) and res["low"] == res["high"] == res["mean"]
+    assert math.isnan(res["p"])
+    assert not math.isnan(stats.paired_t([72.3, 71.0], [72.65, 71.40])["p"])

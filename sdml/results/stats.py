@@ -47,8 +47,9 @@ def paired_t(a, b, confidence: float = CONFIDENCE) -> dict:
     Args:
         a, b: equal-length sequences of numbers, entry s of both from seed s.
     Returns:
-        ``n``, ``mean``, ``low``, ``high``, ``p`` (NaN interval and p-value for n < 2, and
-        whatever scipy gives when all differences are equal).
+        ``n``, ``mean``, ``low``, ``high``, ``p`` (NaN interval and p-value for n < 2; when
+        every seed gives the same difference the t statistic is undefined, so the interval is
+        that one value and ``p`` is NaN rather than scipy's 0).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
@@ -60,6 +61,9 @@ def paired_t(a, b, confidence: float = CONFIDENCE) -> dict:
     out = {"n": int(d.size), "mean": float(d.mean()), "low": math.nan, "high": math.nan,
            "p": math.nan}
     if d.size < 2:
+        return out
+    if np.ptp(d) <= 1e-9 * max(1.0, float(np.abs(d).max())):  # no spread: t = ±inf or 0/0
+        out.update(low=out["mean"], high=out["mean"])
         return out
     with warnings.catch_warnings():  # equal differences: scipy warns and returns NaN or 0
         warnings.simplefilter("ignore", RuntimeWarning)
