@@ -39,8 +39,9 @@ def test_results_md_lays_out_independent_and_dml_with_paired_statistics(tmp_path
     line = next(ln for ln in md.splitlines()
                 if ln.startswith("| proposed, Beta distribution | diff_alpha") and "| cifar | 0 1 2 |" in ln)
     cells = [c.strip() for c in line.strip("|").split("|")]
-    # model 1: independent 59.00 ± 1.00, DML 61.00 ± 1.00, paired difference +2 every seed
-    assert cells[3:7] == ["0 1 2", "59.00 ± 1.00", "61.00 ± 1.00", "+2.00 [+2.00, +2.00], p = 0"]
+    # model 1: independent 59.00 ± 1.00, DML 61.00 ± 1.00, paired difference +2 every seed (no
+    # spread, so no t-test: p is "-")
+    assert cells[3:7] == ["0 1 2", "59.00 ± 1.00", "61.00 ± 1.00", "+2.00 [+2.00, +2.00], p = -"]
     assert cells[-2:] == ["73.28", "73.01"]
     assert "| superclass-beta | none | model 1 | 0 1 2 | paired t | +1.00 | [+1.00, +1.00] |" in md
     assert "no interval can be given" not in md
