@@ -194,9 +194,9 @@ def dml_sections(finished: list[Run]) -> list[str]:
         seed_verdict(stat_rows) if stat_rows else "No pair of groups to compare yet.", "",
         f"Final top-1, *compared* − *baseline*, in points of %, mean over the shared seeds. *The "
         f"seeds' spread*: the larger of the two groups' sample standard deviations over seeds; a "
-        f"difference counts as beyond it when it exceeds {SPREAD_FACTOR:g} of them. Each sd rests "
-        f"on as many values as there are seeds, so with few seeds this is a coarse screen, not a "
-        f"test; the paired tests below give intervals and p-values.", "",
+        f"difference counts as beyond it when it is more than {SPREAD_FACTOR:g} times that sd. "
+        f"Each sd rests on as many values as there are seeds, so with few seeds this is a coarse "
+        f"screen, not a test; the paired tests below give intervals and p-values.", "",
         "## Paired statistics", "",
         stats_table(stat_rows) if stat_rows else "No pair of groups to compare yet.", "",
         stats_note(stat_rows, notes), "",
