@@ -9,15 +9,12 @@ from pathlib import Path
 
 from sdml.io.atomic import atomic_write_text
 from sdml.results.latent import METRIC_LABELS, METRICS
+from sdml.results.markdown import table as _table
 from sdml.results.metrics import format_mean_std
+from sdml.results.stats import exceeds_spread
 
 SHOWN_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 BASELINE = "none"
-
-
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def _cell(row) -> str:
@@ -74,7 +71,7 @@ def sibling_verdict(spread, member: str = "pair") -> str:
             spreads = [s for s in (r["std"], base["std"]) if not math.isnan(s)]
             if len(spreads) < 2:
                 line += " (one run each: no seeds' spread to tell this from chance)"
-            elif abs(diff) <= 2 * max(spreads):
+            elif not exceeds_spread(diff, spreads):
                 line += " (within twice the seeds' spread: not distinguishable from chance)"
             else:
                 line += " (more than twice the seeds' spread)"

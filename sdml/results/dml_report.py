@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from sdml.results.confusion import group_behaviour
+from sdml.results.markdown import table as _table
 from sdml.results.metrics import format_mean_std, mean_std
 from sdml.results.stats import CONFIDENCE, SPREAD_FACTOR, paired_statistics
 from sdml.results.summary import (METHOD_LABELS, PAPER_TABLE1, Run, _ordered, group_key,
@@ -16,11 +17,6 @@ from sdml.results.summary import (METHOD_LABELS, PAPER_TABLE1, Run, _ordered, gr
                                   summarise)
 
 ALPHA = 1 - CONFIDENCE  # "significant": p below this
-
-
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def _p(p: float) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from sdml.data.datasets import get_spec
 from sdml.io.atomic import atomic_write_text
 from sdml.results.dml_report import dml_sections
+from sdml.results.markdown import machine_text, table as _table
 from sdml.results.metrics import format_mean_std
 from sdml.results.summary import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER_TABLE1, Run,
                                   _ordered, group_key, member_names, paper_setting,
@@ -33,11 +34,6 @@ def _cell(rows: list[dict], key: tuple, metric: str, member: str, digits: int = 
         if row_key(r) == text_key(key) and r["metric"] == metric and r["member"] == member:
             return format_mean_std(r["mean"], r["std"], digits)
     return "-"
-
-
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def comparability_note(finished: list[Run]) -> str:
@@ -64,7 +60,7 @@ def _setting(finished: list[Run]) -> str:
     if not finished:
         return "-"
     c, prov = finished[0].config, finished[0].provenance
-    machine = prov.get("gpu") or f"CPU only ({prov.get('platform', 'unknown platform')})"
+    machine = machine_text(prov)
     return (f"profile `{c['profile']}`, data `{c['data']}`, {c['peers']} x ResNet-{c['depth']} "
             f"(width {c['width']}), {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']}; "
             f"machine: {machine}; torch {prov.get('torch', '?')}; git {prov.get('git') or 'unknown'}")

@@ -65,12 +65,17 @@ def paired_t(a, b, confidence: float = CONFIDENCE) -> dict:
     if np.ptp(d) <= 1e-9 * max(1.0, float(np.abs(d).max())):  # no spread: t = ±inf or 0/0
         out.update(low=out["mean"], high=out["mean"])
         return out
-    with warnings.catch_warnings():  # equal differences: scipy warns and returns NaN or 0
+    with warnings.catch_warnings():  # nearly equal differences: scipy may warn
         warnings.simplefilter("ignore", RuntimeWarning)
         res = sps.ttest_rel(a, b)
         ci = res.confidence_interval(confidence)
     out.update(low=float(ci.low), high=float(ci.high), p=float(res.pvalue))
     return out
+
+
+def exceeds_spread(diff: float, sds) -> bool:
+    """Whether a difference exceeds :data:`SPREAD_FACTOR` times the largest of ``sds``."""
+    return abs(diff) > SPREAD_FACTOR * max(sds)
 
 
 def seed_spread(a, b) -> tuple[float, bool]:
@@ -81,7 +86,7 @@ def seed_spread(a, b) -> tuple[float, bool]:
         raise ValueError(f"a, b: shapes {a.shape} and {b.shape}; allowed: two equal-length lists "
                          f"of at least two seeds' values")
     spread = float(max(a.std(ddof=1), b.std(ddof=1)))
-    return spread, bool(abs(float((a - b).mean())) > SPREAD_FACTOR * spread)
+    return spread, bool(exceeds_spread(float((a - b).mean()), [spread]))
 
 
 def mcnemar_exact(correct_a: torch.Tensor, correct_b: torch.Tensor) -> dict:

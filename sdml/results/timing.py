@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from sdml.results.markdown import machine_text, table
 from sdml.results.metrics import format_mean_std, mean_std
 from sdml.results.summary import Run, _ordered, group_label
 
@@ -19,12 +20,12 @@ def run_time(run: Run) -> dict:
     images = sum(m["steps"] for m in run.metrics) * run.config["batch_size"]
     threads = sorted({m["threads"] for m in run.metrics if "threads" in m})
     return {"seconds": seconds, "images_per_s": images / seconds if seconds > 0 else math.nan,
-            "threads": threads, "epochs": len(run.metrics)}
+            "threads": threads}
 
 
 def time_rows(finished: list[Run]) -> list[dict]:
-    """Per group (in the tables' order) of the runs with timing: runs, mean ± sd of training seconds and images/s over
-    its runs, and the thread counts used."""
+    """Per group (in the tables' order) of the runs with timing: runs, mean ± sd of training
+    seconds and images/s over its runs, and the thread counts used."""
     groups: dict[str, list[dict]] = {}
     for run in _ordered(finished):
         if not all("train_seconds" in m and "steps" in m for m in run.metrics):
@@ -42,23 +43,17 @@ def time_rows(finished: list[Run]) -> list[dict]:
 
 
 def time_section(finished: list[Run]) -> list[str]:
-    """The Markdown lines of ``results.md``'s time section."""
-    if not finished:
-        return []
-    prov = finished[0].provenance
-    machine = prov.get("gpu") or f"CPU only ({prov.get('platform', 'unknown platform')})"
+    """The Markdown lines of ``results.md``'s time section (none without timed runs)."""
     rows = time_rows(finished)
     if not rows:
         return []
     header = ["group", "runs", "training time per run [s]", "images/s", "CPU threads"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        threads = ", ".join(map(str, r["threads"])) or "not recorded"
-        lines.append(f"| {r['group']} | {r['runs']} | {format_mean_std(r['seconds'], r['seconds_std'], 1)} "
-                     f"| {format_mean_std(r['images_per_s'], r['images_per_s_std'], 0)} | {threads} |")
+    body = [[r["group"], str(r["runs"]), format_mean_std(r["seconds"], r["seconds_std"], 1),
+             format_mean_std(r["images_per_s"], r["images_per_s_std"], 0),
+             ", ".join(map(str, r["threads"])) or "not recorded"] for r in rows]
     total = sum(r["total_seconds"] for r in rows)
-    return ["## Time", "", "\n".join(lines), "",
+    return ["## Time", "", table(header, body), "",
             f"Training steps only, summed over each run's epochs (mean ± sd over the group's runs); "
             f"all {sum(r['runs'] for r in rows)} runs together: {total:.0f} s of training on "
-            f"{machine}. Evaluation, data loading and notebook start-up come on top (the runner "
-            f"prints each notebook's wall time).", ""]
+            f"{machine_text(finished[0].provenance)}. Evaluation, data loading and notebook "
+            f"start-up come on top (the runner prints each notebook's wall time).", ""]
