@@ -137,19 +137,28 @@ def contingency_heatmap(table, row_names, col_names, ari: float, nmi: float,
 # ----------------------------------------------------------------------------- training curves
 
 def draw_run_curves(fig: Figure, rows: list[dict], epochs: int, title: str = "") -> Figure:
-    """(Re)draw one run's curves on ``fig``: test top-1 per peer and ensemble; train loss per peer."""
+    """(Re)draw one run's curves on ``fig``: test top-1 per peer and ensemble, training top-1
+    per peer (dotted, on un-augmented training images) on the evaluated epochs; train loss per
+    peer on every epoch."""
     fig.clear()
     ax_acc, ax_loss = fig.subplots(1, 2)
     x = [r["epoch"] for r in rows]
-    k = len(rows[0]["test_acc"]) if rows else 0
+    ev = [r for r in rows if "test_acc" in r]
+    xe = [r["epoch"] for r in ev]
+    k = len(rows[0]["train_loss"]) if rows else 0
     for i in range(k):
-        ax_acc.plot(x, [r["test_acc"][i] for r in rows], marker="o", ms=3, label=f"model {i + 1}")
+        line, = ax_acc.plot(xe, [r["test_acc"][i] for r in ev], marker="o", ms=3,
+                            label=f"model {i + 1}")
+        fit = [r for r in ev if "train_acc" in r]
+        if fit:
+            ax_acc.plot([r["epoch"] for r in fit], [r["train_acc"][i] for r in fit], ":",
+                        color=line.get_color(), label=f"model {i + 1}, train")
         ax_loss.plot(x, [r["train_loss"][i] for r in rows], marker="o", ms=3, label=f"model {i + 1}")
     if rows:
-        ax_acc.plot(x, [r["ensemble_acc"] for r in rows], "k--", marker="s", ms=3, label="ensemble")
+        ax_acc.plot(xe, [r["ensemble_acc"] for r in ev], "k--", marker="s", ms=3, label="ensemble")
         ax_acc.legend(fontsize=8)
         ax_loss.legend(fontsize=8)
-    for ax, ylabel in ((ax_acc, "test top-1 [%]"), (ax_loss, "train loss (CE + KL)")):
+    for ax, ylabel in ((ax_acc, "top-1 [%] (test; dotted: train)"), (ax_loss, "train loss (CE + KL)")):
         ax.set_xlim(0.5, max(epochs, 1) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -253,12 +262,18 @@ def learning_curves(frame, title: str = "Learning curves") -> Figure:
     n_seeds = int(frame.groupby("group")["seed"].nunique().max()) if len(frame) else 0
     n_peers = int(peers.groupby("group")["member"].nunique().max()) if len(peers) else 0
     peer_band, ensemble_band = band_note(n_seeds, n_peers)
-    sns.lineplot(data=peers, x="epoch", y="test_acc", hue="group", errorbar="sd", ax=axes[0], marker="o")
-    sns.lineplot(data=frame[frame["member"] == "ensemble"], x="epoch", y="test_acc", hue="group",
-                 errorbar="sd" if n_seeds > 1 else None, ax=axes[1], marker="o", legend=False)
+    tested = peers.dropna(subset=["test_acc"])
+    sns.lineplot(data=tested, x="epoch", y="test_acc", hue="group", errorbar="sd", ax=axes[0], marker="o")
+    fitted = peers.dropna(subset=["train_acc"]) if "train_acc" in peers else peers.iloc[:0]
+    if len(fitted):  # the regime: top-1 on un-augmented training images, dotted
+        sns.lineplot(data=fitted, x="epoch", y="train_acc", hue="group", errorbar=None,
+                     ax=axes[0], linestyle=":", legend=False)
+    sns.lineplot(data=frame[frame["member"] == "ensemble"].dropna(subset=["test_acc"]), x="epoch",
+                 y="test_acc", hue="group", errorbar="sd" if n_seeds > 1 else None, ax=axes[1],
+                 marker="o", legend=False)
     sns.lineplot(data=peers, x="epoch", y="train_loss", hue="group", errorbar="sd", ax=axes[2],
                  marker="o", legend=False)
-    for ax, t, y in ((axes[0], f"peers: {peer_band}", "test top-1 [%]"),
+    for ax, t, y in ((axes[0], f"peers: {peer_band}", "top-1 [%] (test; dotted: train)"),
                      (axes[1], f"ensemble of the peers: {ensemble_band}", "test top-1 [%]"),
                      (axes[2], f"train loss of the peers: {peer_band}", "CE + KL on mixed batches")):
         ax.set_title(t, fontsize=9)

@@ -188,11 +188,14 @@ def run_summary(run: Run, superclass_of: torch.Tensor | None = None) -> dict[str
     Accuracies and ECE in %, the error share in %, best epoch as an epoch number.
     """
     sc = reference_of(run.config).of if superclass_of is None else superclass_of
-    accs = torch.tensor([r["test_acc"] + [r["ensemble_acc"]] for r in run.metrics])  # (E, K+1)
+    evaluated = [r for r in run.metrics if "test_acc" in r]  # every eval_every-th epoch, the last
+    accs = torch.tensor([r["test_acc"] + [r["ensemble_acc"]] for r in evaluated])  # (E, K+1)
     best, best_idx = accs.max(0).values, accs.argmax(0)  # argmax: the first epoch reaching the best
     out = {"final": accs[-1].tolist(), "best": best.tolist(),
-           "best_epoch": [run.metrics[i]["epoch"] for i in best_idx.tolist()],
+           "best_epoch": [evaluated[i]["epoch"] for i in best_idx.tolist()],
            "superclass_acc": run.metrics[-1]["superclass_acc"] + [run.metrics[-1]["ensemble_superclass_acc"]]}
+    if "train_acc" in run.metrics[-1]:  # runs recorded before training top-1 existed lack it
+        out["train_acc"] = run.metrics[-1]["train_acc"] + [run.metrics[-1]["ensemble_train_acc"]]
     if run.probs is not None:
         members = list(run.probs) + [ensemble(run.probs)]  # K + 1 of (N, C)
         out["ece"] = [100 * ece(p, run.y) for p in members]
@@ -280,18 +283,23 @@ def _ordered(run_list: list[Run]) -> list[Run]:
 
 
 def curves_frame(run_list: list[Run]):
-    """Long DataFrame of learning curves: group, method, seed, epoch, member, test_acc, train_loss."""
+    """Long DataFrame of learning curves: group, method, seed, epoch, member, test_acc,
+    train_acc (top-1 on un-augmented training images), train_loss; accuracies are NaN on epochs
+    that were not evaluated (``eval_every``) and train_acc on runs recorded without it."""
     import pandas as pd
 
+    nan = float("nan")
     rows = []
     for run in _ordered(run_list):
         for m in run.metrics:
-            k = len(m["test_acc"])
+            k = len(m["train_loss"])
+            test = m["test_acc"] + [m["ensemble_acc"]] if "test_acc" in m else [nan] * (k + 1)
+            fit = m["train_acc"] + [m["ensemble_train_acc"]] if "train_acc" in m else [nan] * (k + 1)
             for i, member in enumerate(member_names(k)):
                 rows.append({"group": group_label(run.config), "method": run.config["method"],
                              "seed": run.config["seed"], "epoch": m["epoch"], "member": member,
-                             "test_acc": m["test_acc"][i] if i < k else m["ensemble_acc"],
-                             "train_loss": m["train_loss"][i] if i < k else float("nan")})
+                             "test_acc": test[i], "train_acc": fit[i],
+                             "train_loss": m["train_loss"][i] if i < k else nan})
     return pd.DataFrame(rows)
 
 

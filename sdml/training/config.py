@@ -61,6 +61,8 @@ class Config:
     milestones: tuple[int, ...] = (60, 120, 180)  # epochs where lr is multiplied by gamma
     gamma: float = 0.1                 # lr factor at each milestone
     eval_batch_size: int = 1000        # test samples per forward pass
+    eval_every: int = 1                # evaluate (test split, training top-1) every n epochs and
+                                       # at the last; the other epochs record training loss only
     max_steps_per_epoch: int = 0       # 0 = the whole train split each epoch
     # --- execution
     seed: int = 0                      # the run seed: weights, shuffling, augmentation, mixing
@@ -127,6 +129,7 @@ class Config:
         _int("epochs", self.epochs, 1, 100_000)  # a bound, so that a typo cannot fill the memory
         _int("batch_size", self.batch_size, 2)
         _int("eval_batch_size", self.eval_batch_size, 1)
+        _int("eval_every", self.eval_every, 1, 100_000)
         _int("max_steps_per_epoch", self.max_steps_per_epoch, 0)
         _int("synthetic_train_per_class", self.synthetic_train_per_class, 1)
         _int("synthetic_test_per_class", self.synthetic_test_per_class, 1)

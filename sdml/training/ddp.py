@@ -154,7 +154,7 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     from sdml.data.datasets import get_spec
     from sdml.data.load import dataset_for, reference_superclasses
     from sdml.hierarchy.resolve import resolve_superclasses
-    from sdml.training.train import (build_model, check_finite, evaluate, lr_schedule,
+    from sdml.training.train import (build_model, check_finite, evaluate_runs, is_eval_epoch, lr_schedule,
                                      make_optimizer, predict, resolve_fuse, resolve_mix_params,
                                      set_lr, steps_per_epoch, summary_line, train_one_epoch,
                                      use_compile)
@@ -220,8 +220,8 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
             error = None
             if main:
                 try:
-                    row.update(evaluate(predict(model, data, cfg.eval_batch_size, device),
-                                        data.test_y, cifar_of))
+                    if is_eval_epoch(cfg, epoch):
+                        row.update(evaluate_runs(model, data, cfg, device, cifar_of)[0])
                     check_finite(row, str(run_dir / runs.CHECKPOINT), epoch)
                     runs.append_metrics(run_dir, row)
                     runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)

@@ -31,7 +31,7 @@ from sdml.training.job_checkpoints import load_runs, save_runs, settle_checkpoin
 from sdml.method.losses import dml_losses
 from sdml.method.mixup import mix_images
 from sdml.training.step import EpochPlan, Stepper, plan_epoch
-from sdml.training.train import (build_model, check_finite, evaluate, lr_schedule, make_optimizer,
+from sdml.training.train import (build_model, check_finite, evaluate_runs, is_eval_epoch, lr_schedule, make_optimizer,
                                  mode_text, predict, resolve_device, resolve_mix_params, set_lr,
                                  steps_per_epoch, stream_seed, summary_line, tqdm, use_compile,
                                  thread_note, use_graphs)
@@ -251,10 +251,11 @@ def _train_job(cfgs, run_dirs, progress, scs, mix_params, arrays, progress_bar, 
         # train all runs
         rows = [{"epoch": epoch + 1, "lr": lrs[epoch], **metrics} for metrics in
                 train_fused_epoch(stepper, data, cfgs, superclass_of, epoch, mix_params, progress_bar)]
-        # evaluate: every run sees the same test images
-        probs = predict(SharedInput(model), data, cfg.eval_batch_size, device)  # (R*K, N, C)
-        for row, p in zip(rows, probs.unflatten(0, (r_runs, k))):
-            row.update(evaluate(p, data.test_y, reference_of))
+        # evaluate on eval epochs: every run sees the same test and training images
+        if is_eval_epoch(cfg, epoch):
+            for row, ev in zip(rows, evaluate_runs(SharedInput(model), data, cfg, device,
+                                                   reference_of, r_runs)):
+                row.update(ev)
         for d, row in zip(run_dirs, rows):  # every run keeps its last committed checkpoint
             check_finite(row, f"every run of the job (this one: {d})", epoch)
         # log, then commit all runs' checkpoints (a kill in between is repaired on resume)

@@ -22,7 +22,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 PREDICTIONS = "predictions.pt"
 #: Fields that may differ when a run is resumed (they do not change what is computed).
-RESUMABLE = ("epochs", "device", "threads", "compile", "data_dir", "download")
+RESUMABLE = ("epochs", "device", "threads", "compile", "data_dir", "download", "eval_every")
 
 
 #: What counts as code for provenance: a change elsewhere (figures, docs) leaves a run "clean".

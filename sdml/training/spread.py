@@ -141,10 +141,11 @@ def summarise(cfgs: list[Config], run_dirs: list[Path], env: RankEnv,
             state = "done" if finished(d, cfg.epochs) else "unfinished"
         summary.ok &= state == "done"
         accs = ""
-        if rows:
-            last = rows[-1]
+        evaluated = [r for r in rows if "test_acc" in r]
+        if evaluated:
+            last = evaluated[-1]
             accs = (f" | test top-1 {' '.join(f'{a:.2f}' for a in last['test_acc'])} "
-                    f"ens {last['ensemble_acc']:.2f}")
+                    f"ens {last['ensemble_acc']:.2f} (epoch {last['epoch']})")
         summary.lines.append(f"{d.name}: rank {rank} | {state} | epoch "
                              f"{rows[-1]['epoch'] if rows else 0}/{cfg.epochs}{accs}")
     return summary

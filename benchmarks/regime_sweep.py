@@ -1,0 +1,190 @@
+"""The regime sweep behind the ``study`` profile: which small CPU protocol puts DML in the paper's
+regime on real Fashion-MNIST, and where mixing starts to pay.
+
+The paper's regime has two parts: the no-mixup DML peers fit their training subset (top-1 on
+their own un-augmented, unmixed training images >= 95 % at the end), and the schedule has
+converged (the lr schedule runs to its end; the peers' test top-1 moves by less than 0.5 points
+over the last 10 % of epochs, mean over seeds). Each setting below is a set of config overrides
+on the ``cpu`` profile; every setting trains no mixup, plain mixup and superclass-beta under DML
+on each seed, one run per process at one thread, as many processes as ``--workers``.
+
+Runs live in ``<out>/<setting>/<method>-s<seed>`` and resume, so rerunning a row continues or
+reuses its runs (``--fresh`` trains them again into a new folder). The table gives, per setting
+and method, the peers' final training and test top-1 (mean +- sd over seeds), the convergence
+figure and the training seconds (training steps only, summed over the setting's runs, each at
+one thread; the wall time of the sweep is printed separately).
+
+    python benchmarks/regime_sweep.py --settings e40 e80 --seeds 0 1 --workers 2 \\
+        --table benchmarks/regime_sweep.md --json benchmarks/regime_sweep.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+METHODS = ("none", "mixup", "superclass-beta")
+
+#: The swept settings: overrides of the ``cpu`` profile (eval every 5 epochs to keep its cost
+#: small beside training; the last epoch is always evaluated). Schedules cut the lr 10x at
+#: 50 % and 75 % of training, as the DML protocol does at 60/120/180 of 200 epochs.
+BASE = dict(train_per_class=100, test_per_class=0, eval_every=5, eval_batch_size=1000, threads=1,
+            lr=0.1)
+
+
+def _schedule(epochs: int) -> dict:
+    return dict(epochs=epochs, milestones=(epochs // 2, (3 * epochs) // 4))
+
+
+SETTINGS: dict[str, dict] = {
+    # the issue's lead: width 8, 1,000 images, crop+flip, longer and longer
+    "aug-e60": dict(BASE, augment=True, **_schedule(60)),
+    # without augmentation the peers fit far sooner; mixing is then the only regulariser
+    "e10": dict(BASE, augment=False, **_schedule(10)),
+    "e20": dict(BASE, augment=False, **_schedule(20)),
+    "e40": dict(BASE, augment=False, **_schedule(40)),
+    "e80": dict(BASE, augment=False, **_schedule(80)),
+    # a wider model, and a larger subset
+    "w16-e40": dict(BASE, augment=False, width=16, **_schedule(40)),
+    "n200-e40": dict(BASE, augment=False, train_per_class=200, **_schedule(40)),
+}
+
+
+def train_one(job: tuple[dict, str]) -> tuple[str, float]:
+    """Train (or resume) one run in a fresh process; returns its folder and wall seconds."""
+    overrides, run_dir = job
+    import torch
+
+    from sdml.training.config import make_config
+    from sdml.training.train import train
+
+    torch.set_num_threads(overrides.get("threads", 1))
+    cfg = make_config("cpu", **overrides)
+    t0 = time.perf_counter()
+    train(cfg, run_dir, resume=True, progress=False, log=lambda *_: None)
+    return run_dir, time.perf_counter() - t0
+
+
+def last_tenth_change(rows: list[dict], epochs: int) -> float | None:
+    """Largest absolute move of the peers' mean test top-1 between evaluated epochs inside the
+    last 10 % of epochs (None when fewer than two evaluations fall there)."""
+    start = epochs - max(1, round(0.1 * epochs))
+    accs = [statistics.fmean(r["test_acc"]) for r in rows if "test_acc" in r and r["epoch"] >= start]
+    return max(accs) - min(accs) if len(accs) >= 2 else None
+
+
+def summarise(name: str, overrides: dict, out: Path, seeds: list[int]) -> dict:
+    """One table row per method of a setting, from its run folders."""
+    from sdml.training.runs import read_metrics
+
+    epochs = overrides["epochs"]
+    row = {"setting": name, "overrides": {k: v for k, v in overrides.items() if k != "threads"},
+           "seeds": seeds, "methods": {}}
+    for method in METHODS:
+        fit, test, moves, seconds = [], [], [], 0.0
+        for seed in seeds:
+            rows = read_metrics(out / name / f"{method}-s{seed}")
+            if not rows or rows[-1]["epoch"] != epochs:
+                continue
+            fit.append(statistics.fmean(rows[-1]["train_acc"]))
+            test.append(statistics.fmean(rows[-1]["test_acc"]))
+            move = last_tenth_change(rows, epochs)
+            if move is not None:
+                moves.append(move)
+            seconds += sum(r["train_seconds"] for r in rows)
+        row["methods"][method] = {
+            "n": len(test), "train_top1": fit, "test_top1": test,
+            "last_tenth_move": statistics.fmean(moves) if moves else None,
+            "train_seconds": seconds}
+    return row
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def table(rows: list[dict], machine: str) -> str:
+    """The sweep as Markdown: one line per setting and method."""
+    lines = [f"Machine: {machine}.", "",
+             "| setting | overrides of `cpu` | method | seeds | train top-1 [%] | test top-1 [%] | "
+             "last-10 % move [pt] | train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        o = row["overrides"]
+        desc = (f"{o.get('train_per_class')}/class, w{o.get('width', 8)}, {o['epochs']} ep "
+                f"(lr cut at {', '.join(map(str, o['milestones']))}), "
+                f"{'crop+flip' if o.get('augment', True) else 'no augmentation'}")
+        for method, m in row["methods"].items():
+            move = "-" if m["last_tenth_move"] is None else f"{m['last_tenth_move']:.2f}"
+            lines.append(f"| {row['setting']} | {desc} | {method} | {m['n']} | "
+                         f"{mean_sd(m['train_top1'])} | {mean_sd(m['test_top1'])} | {move} | "
+                         f"{m['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def machine_text() -> str:
+    import torch
+
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", "unknown CPU", platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{model}, {os.cpu_count()} cores, {'native bf16: ' + ', '.join(native) if native else 'no native bf16'}"
+            f", torch {torch.__version__}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="runs trained at once, one process at one thread each")
+    p.add_argument("--out", default="runs/sweep", help="root of the sweep's run folders")
+    p.add_argument("--table", default=None, help="write the Markdown table here")
+    p.add_argument("--json", default=None, help="write the rows here")
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error(f"--workers: {args.workers}; allowed: an integer >= 1")
+    out = Path(args.out)
+    jobs = [(dict(SETTINGS[s]), str(out / s / f"{m}-s{seed}"))
+            for s in args.settings for seed in args.seeds for m in args.methods]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        for run_dir, seconds in pool.map(train_one, jobs):
+            print(f"{run_dir}: {seconds:.0f} s", flush=True)
+    wall = time.perf_counter() - t0
+    rows = [summarise(s, SETTINGS[s], out, args.seeds) for s in args.settings]
+    machine = machine_text()
+    text = table(rows, machine)
+    print(text)
+    print(f"sweep wall time {wall:.0f} s over {args.workers} process(es); {machine}")
+    if args.table:
+        Path(args.table).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
