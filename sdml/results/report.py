@@ -19,6 +19,7 @@ from sdml.results.summary import (ECE_BINS, METHOD_LABELS, PAPER_CITATION, PAPER
                                   protocol_differences, reference_of, row_key, setting_text,
                                   summarise, text_key, uniform_error_share)
 from sdml.results.timing import time_section
+from sdml.results.verdict import verdict_markdown
 
 
 def method_label(method: str, mutual_weight: float) -> str:
@@ -75,7 +76,8 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
     peers = member_names(k)[:-1]
     seeds = {key: next(r["seeds"] for r in rows if row_key(r) == text_key(key)) for key in keys}
     header = (["method", "constants", "superclasses", "data", "epochs", "seeds"] + [f"{p} final" for p in peers]
-              + [f"{p} best epoch" for p in peers] + ["ensemble final", "paper model 1", "paper model 2"])
+              + [f"{p} best epoch" for p in peers] + ["ensemble final"]
+              + [f"{p} train top-1" for p in peers] + ["paper model 1", "paper model 2"])
     body = []
     for key in keys:
         method, source = key[0], key[1]
@@ -87,12 +89,13 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
                     + [f"{_cell(rows, key, 'best', p)} (ep {_cell(rows, key, 'best_epoch', p, 0)})"
                        for p in peers]
                     + [_cell(rows, key, "final", "ensemble")]
+                    + [_cell(rows, key, "train_acc", p, 1) for p in peers]
                     + ([f"{v:.2f}" for v in paper] if paper else ["-", "-"]))
     cifar_classes = all(r.config["data"] in ("cifar100", "synthetic") for r in finished)
     for method, paper in PAPER_TABLE1.items():  # the paper's rows we have no run for
         if cifar_classes and not any(key[0] == method and key[1] == "cifar" for key in keys):
             body.append([METHOD_LABELS[method], "-", "cifar", "-", "-", "not run"]
-                        + ["-"] * (2 * len(peers) + 1) + [f"{v:.2f}" for v in paper])
+                        + ["-"] * (3 * len(peers) + 1) + [f"{v:.2f}" for v in paper])
     calib_header = (["method", "superclasses"] + [f"ECE {m} [%]" for m in member_names(k)]
                     + [f"errors in true superclass, {m} [%]" for m in member_names(k)]
                     + ["superclass top-1, ensemble [%]"])
@@ -105,11 +108,14 @@ def results_markdown(run_list: list[Run], title: str = "Results") -> str:
         f"Finished runs: {len(finished)}" + (f"; unfinished (left out): {', '.join(unfinished)}"
                                             if unfinished else "") + ".",
         f"Setting: {_setting(finished)}.", "",
+        verdict_markdown(finished),
         comparability_note(finished), "",
         "## Top-1 accuracy on the test split [%], beside the paper's Table 1", "",
         _table(header, body), "",
-        "*final*: after the last epoch. *best epoch*: the highest value over all epochs and the "
-        "epoch it came from (chosen on the test split, so optimistic). Several seeds: mean ± "
+        "*final*: after the last epoch. *best epoch*: the highest value over the evaluated epochs "
+        "and the epoch it came from (chosen on the test split, so optimistic). *train top-1*: "
+        "after the last epoch, on the un-augmented, unmixed training images (at most 10,000): "
+        "whether the peers fit their data. Several seeds: mean ± "
         "sample standard deviation. *ensemble*: the peers' averaged probabilities. "
         f"Paper: {PAPER_CITATION}; one number per model, seeds and epoch choice not stated.", "",
         "## Calibration and superclass errors (after the last epoch)", "",

@@ -235,7 +235,7 @@ def summarise(run_list: list[Run]) -> list[dict]:
         sums = [run_summary(r) for r in members]
         k = min(len(s["final"]) for s in sums) - 1
         seeds = " ".join(str(r.config["seed"]) for r in sorted(members, key=lambda r: r.config["seed"]))
-        for metric in sums[0]:
+        for metric in [m for m in sums[0] if all(m in s for s in sums)]:  # old runs: no train_acc
             for i, member in enumerate(member_names(k)):
                 j = i if member != "ensemble" else -1
                 mean, std, n = mean_std([s[metric][j] for s in sums])
