@@ -56,6 +56,7 @@ SETTINGS: dict[str, dict] = {
     "e10": _schedule(10),
     "e20": _schedule(20),
     "e40": _schedule(40),
+    "e60": _schedule(60),
     "e80": _schedule(80),
     # twice the steps per image: batch 32 with the lr scaled linearly
     "b32-e20": _schedule(20, batch_size=32, lr=0.05),
@@ -177,7 +178,10 @@ def main(argv=None) -> int:
     jobs = [(dict(SETTINGS[s]), str(out / s / f"{m}-s{seed}"))
             for s in args.settings for seed in args.seeds for m in args.methods]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+    from sdml.training.pool import die_with_parent  # a killed sweep leaves no run training
+
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
+                             initializer=die_with_parent) as pool:
         for run_dir, seconds in pool.map(train_one, jobs):
             print(f"{run_dir}: {seconds:.0f} s", flush=True)
     wall = time.perf_counter() - t0

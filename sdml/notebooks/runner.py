@@ -109,10 +109,42 @@ def prepare_data(plan: list[Step], log=print) -> None:
         log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
 
 
-def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
+def parse_workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number >= 1."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"workers: {text!r}; allowed: auto or an integer >= 1")
+    return int(text)
+
+
+def pretrain(plan: list[Step], workers: int | str, log=print) -> None:
+    """Train notebook 04's unfinished single runs in parallel CPU processes before the notebooks
+    run (:mod:`sdml.training.pool`); their 04 steps then find them finished and are skipped.
+
+    Only on a CPU, with more than one run to train and more than one worker: a GPU trains one
+    run (or one fused job) at a time, inside notebook 04.
+    """
+    from sdml.notebooks import params as nbparams
+    from sdml.training.pool import plan_workers, train_in_pool
+    from sdml.training.train import resolve_device
+
+    todo = [s for s in plan if len(s.run_dirs) == 1 and run_state(s) != "done"]
+    if len(todo) < 2 or plan_workers(workers, len(todo))[0] < 2:
+        return
+    jobs = [nbparams.train_plan(s.params) for s in todo]
+    cfgs = [cfg for c, _ in jobs for cfg in c]
+    if resolve_device(cfgs[0].device).type != "cpu":
+        return
+    train_in_pool(cfgs, [REPO / d for _, dirs in jobs for d in dirs], workers, log, cwd=REPO)
+
+
+def run_plan(plan: list[Step], log=print, log_output: bool = False,
+             started: float | None = None) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
-    :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time."""
-    start, ran = time.perf_counter(), 0
+    :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time
+    (since ``started``, a :func:`time.perf_counter` value, when runs were trained before it)."""
+    start, ran = (time.perf_counter() if started is None else started), 0
     for i, step in enumerate(plan, 1):
         state = run_state(step)
         source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
@@ -163,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "CUDA GPU and several methods)")
     p.add_argument("--only", nargs="+", default=None, metavar="PREFIX",
                    help="run only the notebooks whose name starts with one of these (e.g. 04)")
+    p.add_argument("--workers", default="auto",
+                   help="on a CPU, train notebook 04's runs this many at a time in separate "
+                        "processes before the notebooks run (auto: one per core; 1: inside "
+                        "notebook 04, one after the other)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset archives (default data)")
     p.add_argument("--runs-root", default=None, help="run folder of the profile (default runs/<profile>)")
@@ -207,6 +243,7 @@ def run_command(args) -> int:
     extra = dict(parse_param(p) for p in args.param)
     fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods + args.independent)
     seeds = resolve_seeds(args.seeds, profile)
+    workers = parse_workers(args.workers)
     plan = build_plan(profile, data, args.methods, seeds, args.only, args.runs_root,
                       args.figures_root, args.data_dir, extra, fuse_runs, args.independent)
     missing = missing_notebooks(plan)
@@ -222,7 +259,10 @@ def run_command(args) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_plan(plan, log=lambda line: print(line, flush=True), log_output=args.log_output)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    started = time.perf_counter()
+    pretrain(plan, workers, log)
+    run_plan(plan, log=log, log_output=args.log_output, started=started)
     return 0
 
 
