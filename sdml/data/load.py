@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+import warnings
 
 import numpy as np
 
@@ -52,6 +53,15 @@ def stratified_subset(arrays: DatasetArrays, train_per_class: int = 0,
                       test_per_class: int = 0) -> DatasetArrays:
     """The first ``train_per_class`` / ``test_per_class`` samples of each class (0: all), in file
     order, so a subset is a fixed, balanced part of the dataset whatever the run seed."""
+    if arrays.dataset not in ("", "synthetic"):  # synthetic data: sized by its synthetic_* fields
+        for name, n, y in (("train_per_class", train_per_class, arrays.train_y),
+                           ("test_per_class", test_per_class, arrays.test_y)):
+            have = int(np.bincount(y).min()) if len(y) else 0
+            if n > have:  # a cap, not an error: a profile's subset on a smaller copy still runs
+                warnings.warn(f"{name}: {n} exceeds the {have} images of the smallest class of "
+                              f"{arrays.dataset}'s {name.split('_')[0]} split, so every class "
+                              f"gives what it has (at most {n}); 0 means all", UserWarning,
+                              stacklevel=2)
     tr = _first_per_class(arrays.train_y, train_per_class) if train_per_class else slice(None)
     te = _first_per_class(arrays.test_y, test_per_class) if test_per_class else slice(None)
     return DatasetArrays(arrays.train_x[tr], arrays.train_y[tr], arrays.train_coarse[tr],

@@ -77,8 +77,8 @@ def resolve_fuse_runs(fuse_runs: str, methods, log=print) -> bool:
 
 
 def resolve_data(data: str, profile: str) -> str:
-    """``auto``: the profile's own dataset (paper: cifar100; cpu, fashion: fashion-mnist; smoke,
-    demo: synthetic)."""
+    """``auto``: the profile's own dataset (paper: cifar100; cpu, quick, fashion: fashion-mnist;
+    smoke, demo: synthetic)."""
     if data != "auto":
         return data
     from sdml.training.config import PROFILES

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the traceback of an error (also: SDML_DEBUG=1)")
-    p.add_argument("--profile", default="auto", help="smoke | demo | cpu | fashion | paper | auto (paper with a CUDA GPU, else cpu)")
+    p.add_argument("--profile", default="auto", help="smoke | demo | quick | cpu | fashion | paper | auto (paper with a CUDA GPU, else cpu)")
     p.add_argument("--data", default="auto", help="synthetic | cifar100 | cifar10 | fashion-mnist | auto (the profile's own)")
     p.add_argument("--methods", nargs="+", default=list(TABLE1_METHODS),
                    help=f"notebook 04 runs once per method (default: Table 1's {' '.join(TABLE1_METHODS)})")
