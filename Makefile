@@ -80,8 +80,10 @@ train-many: setup
 	  --profile $$profile --data $$data $(if $(METHODS),--methods $(METHODS)) --seeds "$$@" \
 	  $(if $(INDEPENDENT),--independent $(INDEPENDENT)) --out-root runs/$$profile --resume --no-progress
 
-# Throughput: a typical DML implementation against ours, interleaved in one process.
+# Throughput: the cpu profile's step, old path (one run on every core) against new (one run
+# per core), beside the typical reference; then the reference against ours at the paper's size.
 bench: setup
+	$(PY) benchmarks/cpu_bench.py --json runs/cpu_bench.json
 	$(PY) benchmarks/dml_bench.py --device auto --json runs/bench.json
 	$(PY) benchmarks/threads_bench.py --json runs/threads.json
 

@@ -40,13 +40,13 @@ CIFAR100 = DatasetSpec(
     name="cifar100", classes="cifar100", shape=(3, 32, 32),
     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), crop_pad=4,
     superclasses="cifar", wordnet_k=20, files=(DatasetFile(ARCHIVE_NAME, CIFAR100_MD5),),
-    source=CIFAR100_URL, title="CIFAR-100")
+    source=CIFAR100_URL, title="CIFAR-100", per_class=(500, 100))
 CIFAR10 = DatasetSpec(
     name="cifar10", classes="cifar10", shape=(3, 32, 32),
     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), crop_pad=4,
     superclasses="wordnet", wordnet_k=2,
     files=(DatasetFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
-    source=CIFAR10_URL, title="CIFAR-10")
+    source=CIFAR10_URL, title="CIFAR-10", per_class=(5000, 1000))
 
 
 @dataclass(frozen=True)

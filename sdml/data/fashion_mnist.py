@@ -29,7 +29,7 @@ FASHION_MNIST = DatasetSpec(
            DatasetFile(TEST_LABELS, "15d484375f8d13e6eb1aabb0c3f46965")),
     folder="fashion-mnist", system_dirs=("/usr/share/datasets/fashion-mnist",),
     source="torchvision's FashionMNIST mirrors, or Debian's package dataset-fashion-mnist",
-    title="Fashion-MNIST")
+    title="Fashion-MNIST", per_class=(6000, 1000))
 
 
 def search_dirs(spec: DatasetSpec, root: str | Path) -> list[Path]:

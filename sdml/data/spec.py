@@ -39,6 +39,8 @@ class DatasetSpec:
     system_dirs: tuple[str, ...] = ()  # system copies, tried after the data folder
     source: str = ""                   # where it comes from, for messages
     title: str = ""                    # its name in prose (CIFAR-100); "" = ``name``
+    per_class: tuple[int, int] = (0, 0)  # (train, test) images per class; (0, 0): generated,
+                                       # sized by the config's synthetic_* fields
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -139,6 +139,36 @@ def pretrain(plan: list[Step], workers: int | str, log=print) -> None:
     train_in_pool(cfgs, [REPO / d for _, dirs in jobs for d in dirs], workers, log, cwd=REPO)
 
 
+#: Plans smaller than this many trained-image equivalents start without a timed warm-up.
+ESTIMATE_FROM = 100_000
+
+
+def estimate(plan: list[Step], workers: int | str, max_hours: float | None, log=print) -> None:
+    """Before anything trains: time a few steps of the plan's first unfinished run and print how
+    long its training will take (:mod:`sdml.training.estimate`); refuse, in one line, a CPU plan
+    longer than ``max_hours``. Small plans are not timed."""
+    import dataclasses
+
+    from sdml.notebooks import params as nbparams
+    from sdml.training.bench import bench_step
+    from sdml.training.estimate import check_plan_time, plan_seconds, run_images
+    from sdml.training.pool import plan_workers
+    from sdml.training.train import resolve_device
+
+    cfgs = [c for s in plan if s.run_dirs and run_state(s) != "done"
+            for c in nbparams.train_plan(s.params)[0]]
+    if not cfgs or sum(run_images(c) for c in cfgs) < ESTIMATE_FROM:
+        return
+    device = resolve_device(cfgs[0].device).type
+    parallel, threads = plan_workers(workers, len(cfgs)) if device == "cpu" else (1, 0)
+    probe = dataclasses.replace(cfgs[0], threads=threads, compile="off")  # eager: no compiling
+    rate = bench_step(probe, steps=5, warmup=2, repeats=1)["images_per_s"]
+    seconds = plan_seconds(cfgs, rate, parallel)
+    log(f"[sdml] {check_plan_time(seconds, device, max_hours)} for {len(cfgs)} run(s) "
+        f"({parallel} at a time; measured step {rate:.0f} images/s per process"
+        f"{', eager: a compiled step is faster' if device != 'cpu' else ''})")
+
+
 def run_plan(plan: list[Step], log=print, log_output: bool = False,
              started: float | None = None) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
@@ -199,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on a CPU, train notebook 04's runs this many at a time in separate "
                         "processes before the notebooks run (auto: one per core; 1: inside "
                         "notebook 04, one after the other)")
+    p.add_argument("--max-hours", type=float, default=None,
+                   help="on a CPU, refuse a plan whose measured estimate exceeds this many hours "
+                        "(default 48)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset archives (default data)")
     p.add_argument("--runs-root", default=None, help="run folder of the profile (default runs/<profile>)")
@@ -254,13 +287,14 @@ def run_command(args) -> int:
     if args.dry_run:
         print(describe(plan))
         return 0
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    started = time.perf_counter()
+    estimate(plan, workers, args.max_hours, log)  # a plan far too long is refused here
     prepare_data(plan)
     if args.log_output:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log = lambda line: print(line, flush=True)  # noqa: E731
-    started = time.perf_counter()
     pretrain(plan, workers, log)
     run_plan(plan, log=log, log_output=args.log_output, started=started)
     return 0
