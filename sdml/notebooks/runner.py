@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser,
-                              describe_failure, parse_command_line)
+                              describe_failure, one_line, parse_command_line)
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
+from sdml.training.resume import RecordMismatch
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
                                  resolve_data, resolve_fuse_runs, resolve_profile, resolve_seeds,
                                  run_state)
@@ -112,9 +113,9 @@ def prepare_data(plan: list[Step], log=print) -> None:
 def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
     :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time."""
-    start, ran = time.perf_counter(), 0
-    for i, step in enumerate(plan, 1):
-        state = run_state(step)
+    start, ran, cache = time.perf_counter(), 0, {}
+    states = [run_state(step, cache) for step in plan]  # a run that is not the one asked: stop now
+    for i, (step, state) in enumerate(zip(plan, states), 1):
         source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
         if state == "done":
             log(f"[sdml] {i}/{len(plan)} {step.label}: finished run, skipped")
@@ -190,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailed as err:
         print(f"sdml.notebooks: error: {err}", file=sys.stderr)
         return EXIT_CRASH
+    except RecordMismatch as err:
+        old = shlex.quote(str(err.run_dir))
+        print(f"sdml.notebooks: error: {one_line(err)}; nothing was run. To train it afresh: mv "
+              f"{old} {shlex.quote(str(err.run_dir) + '.old')} && python -m sdml.notebooks "
+              f"{shlex.join(argv)}", file=sys.stderr)
+        return EXIT_INPUT
     except (Exception, KeyboardInterrupt) as err:
         if args.debug or os.environ.get("SDML_DEBUG") == "1":
             raise

@@ -1,0 +1,131 @@
+"""Never a stale result: a finished run is reused only when it is the run asked for.
+
+Run folders are written here by hand (a ``config.json`` as training records it, the metric rows
+and a predictions file), so that the plan's decisions are tested without training anything.
+"""
+import json
+
+import pytest
+
+from sdml.notebooks import plan as nbplan
+from sdml.notebooks import runner
+from sdml.training import resume, runs
+from sdml.training.resume import RecordMismatch
+
+
+def make_plan(tmp_path, methods=("none",), only=("04",), **extra):
+    return nbplan.build_plan("smoke", "synthetic", list(methods), [0], only=list(only),
+                             runs_root=tmp_path / "runs", figures_root=tmp_path / "figures",
+                             data_dir=str(tmp_path / "data"), extra=extra)
+
+
+def fake_runs(step, epochs=None, edit=lambda record: None):
+    """Write ``step``'s runs as training would have left them after ``epochs`` (all) epochs."""
+    for d, cfg in zip(step.run_dirs, nbplan.step_configs(step)):
+        d.mkdir(parents=True, exist_ok=True)
+        record = {"config": cfg.to_dict(), "seed": cfg.seed, **nbplan.run_depends(cfg)}
+        edit(record)
+        (d / runs.CONFIG).write_text(json.dumps(record))
+        n = cfg.epochs if epochs is None else epochs
+        runs.write_metrics(d, [{"epoch": e, "test_top1": 1.0} for e in range(1, n + 1)])
+        (d / runs.PREDICTIONS).write_bytes(b"p")
+
+
+def mismatch(step) -> RecordMismatch:
+    with pytest.raises(RecordMismatch) as err:
+        nbplan.run_state(step)
+    return err.value
+
+
+def test_the_same_run_is_done_more_epochs_resume_and_unfinished_resumes(tmp_path):
+    step, = make_plan(tmp_path)
+    assert nbplan.run_state(step) == "new"
+    fake_runs(step)
+    assert nbplan.run_state(step) == "done"
+    longer, = make_plan(tmp_path, epochs=4)
+    assert nbplan.run_state(longer) == "resume"
+    fake_runs(step, epochs=2)
+    assert nbplan.run_state(step) == "resume"
+
+
+def test_more_peers_over_two_peer_runs_is_refused_as_resume_refuses_it(tmp_path):
+    step, = make_plan(tmp_path)
+    fake_runs(step)
+    asked, = make_plan(tmp_path, peers=3)
+    err = mismatch(asked)
+    assert (err.run_dir, err.field, err.asked, err.recorded) == (step.run_dirs[0], "peers", 3, 2)
+    # sdml train --resume applies the same test to the same folder
+    cfg = nbplan.step_configs(asked)[0]
+    with pytest.raises(RecordMismatch) as again:
+        resume.check_record(asked.run_dirs[0], cfg, True, nbplan.run_depends(cfg))
+    assert (again.value.field, again.value.asked, again.value.recorded) == ("peers", 3, 2)
+
+
+def test_a_mapping_whose_content_changed_since_the_run_is_refused(tmp_path):
+    from sdml.hierarchy.superclasses import cifar_superclasses
+
+    mapping = tmp_path / "groups.json"
+    mapping.write_text(json.dumps(cifar_superclasses().to_json()))
+    step, = make_plan(tmp_path, superclasses=str(mapping))
+    fake_runs(step)
+    assert nbplan.run_state(step) == "done"
+    edited = json.loads(mapping.read_text())
+    edited["classes"]["apple"] = (edited["classes"]["apple"] + 1) % len(edited["superclass_names"])
+    mapping.write_text(json.dumps(edited))
+    err = mismatch(step)
+    assert err.field == "superclasses" and err.asked != err.recorded and "apple" in str(err)
+
+
+def test_a_fashion_mnist_run_is_not_reused_for_synthetic_data_in_the_same_root(tmp_path):
+    step, = make_plan(tmp_path, superclasses="wordnet")
+
+    def as_fashion(record):
+        record["config"].update(data="fashion-mnist", wordnet_k=3)  # Fashion-MNIST's grouping
+        record["dataset"] = {"name": "fashion-mnist", "train": 4000, "test": 1000, "classes": 10,
+                             "sha256": "0" * 64}
+
+    fake_runs(step, edit=as_fashion)
+    err = mismatch(step)
+    assert (err.field, err.asked, err.recorded) == ("data", "synthetic", "fashion-mnist")
+
+
+def test_other_data_of_the_same_name_is_refused(tmp_path):
+    step, = make_plan(tmp_path)
+    fake_runs(step, edit=lambda r: r["dataset"].update(sha256="1" * 64))
+    err = mismatch(step)
+    assert err.field == "data" and "111111111111" in err.recorded
+
+
+def test_a_run_name_pointing_at_another_methods_run_is_refused(tmp_path):
+    step, = make_plan(tmp_path)
+    fake_runs(step)
+    asked, = make_plan(tmp_path, methods=["superclass-beta"], run_name=step.run_dirs[0].name)
+    err = mismatch(asked)
+    assert (err.field, err.asked, err.recorded) == ("method", "superclass-beta", "none")
+
+
+def test_fewer_epochs_than_a_run_has_finished_are_refused(tmp_path):
+    step, = make_plan(tmp_path)
+    fake_runs(step)
+    err = mismatch(make_plan(tmp_path, epochs=2)[0])
+    assert (err.field, err.asked, err.recorded) == ("epochs", 2, 3)
+
+
+def test_the_runner_refuses_a_mismatch_in_one_line_with_the_command_that_trains_afresh(
+        tmp_path, capsys, monkeypatch):
+    step, = make_plan(tmp_path)
+    fake_runs(step)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a notebook was executed")
+
+    monkeypatch.setattr(runner, "execute", refuse)
+    argv = ["run", "--profile", "smoke", "--data", "synthetic", "--methods", "none", "--only", "04",
+            "--runs-root", str(tmp_path / "runs"), "--figures-root", str(tmp_path / "figures"),
+            "--data-dir", str(tmp_path / "data"), "-p", "peers=3"]
+    assert runner.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    run = str(step.run_dirs[0])
+    assert f"peers: 3 differs from the run in {run!r} (2)" in err
+    assert f"mv {run} {run}.old && python -m sdml.notebooks run " in err and "peers=3" in err
