@@ -352,3 +352,21 @@ def test_fused_04_trains_every_method_as_one_job_into_the_single_runs_folders(ex
     tables = [o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "text/html" in o.get("data", {})]
     assert any("superclass-beta-cifar-seed0" in o["data"]["text/html"] for o in tables)
+
+
+def test_a_deleted_figure_is_drawn_again_and_nothing_else_runs(executed):
+    root, plan, _ = executed
+    gone = [root / "figures" / "soft_ratio_vs_similarity.png",  # notebook 03's
+            root / "figures" / "learning_curves_none-cifar-seed0.png"]  # 04's, of a finished run
+    for figure in gone:
+        figure.unlink()
+    log = []
+    notebooks.run_plan(plan, log=log.append)
+    executed_steps = [re.match(r"\[sdml\] \d+/\d+ (.+?)(?: \(.*\))? \.\.\.$", line).group(1)
+                      for line in log if line.endswith("...")]
+    assert executed_steps == ["03_ratio_distributions", "04_train_dml [none-cifar-seed0]"], log
+    assert all(figure.stat().st_size > 1000 for figure in gone)
+    assert log[-1].endswith(f"(2 executed, {len(plan) - 2} skipped)")
+    again = []
+    notebooks.run_plan(plan, log=again.append)  # and a second run of an unchanged tree skips all
+    assert again[-1].endswith(f"(0 executed, {len(plan)} skipped)"), again

@@ -129,3 +129,68 @@ def test_the_runner_refuses_a_mismatch_in_one_line_with_the_command_that_trains_
     run = str(step.run_dirs[0])
     assert f"peers: 3 differs from the run in {run!r} (2)" in err
     assert f"mv {run} {run}.old && python -m sdml.notebooks run " in err and "peers=3" in err
+
+
+# ----------------------------------------------------------------------------- what a notebook reads
+
+def test_every_notebook_declares_what_it_reads():
+    from sdml.notebooks import params as nbparams
+    from sdml.notebooks import stamps
+
+    on_disk = sorted(p.stem for p in runner.NOTEBOOK_DIR.glob("*.ipynb"))
+    assert on_disk and sorted(nbparams.READS) == on_disk == sorted(nbparams.NOTEBOOKS)
+    assert all(set(kinds) <= set(stamps.KINDS) for kinds in nbparams.READS.values())
+    with pytest.raises(ValueError, match="'07_new' declares no inputs"):
+        stamps.read_files("07_new", {})
+
+
+def test_06_reads_every_runs_files_and_the_data_and_02_03_the_mappings(tmp_path):
+    from sdml.notebooks import stamps
+
+    step, = make_plan(tmp_path, methods=["none", "superclass-beta"], only=["06"])
+    trained = make_plan(tmp_path, methods=["none", "superclass-beta"])
+    for s in trained:
+        fake_runs(s)
+        (s.run_dirs[0] / runs.CHECKPOINT).write_bytes(b"c")
+    read = set(stamps.read_files("06_analysis", step.params))
+    expected = {s.run_dirs[0] / name for s in trained for name in
+                (runs.CONFIG, runs.METRICS, runs.CHECKPOINT, runs.PREDICTIONS)}
+    data = set((tmp_path / "data").glob("synthetic-*/*"))
+    assert data and read == expected | data | set(stamps.MAPPINGS.rglob("*.json"))
+    tree = stamps.MAPPINGS / "wordnet_tree.json"
+    for nb in ("02_mixing_preview", "03_ratio_distributions"):
+        assert tree in stamps.read_files(nb, step.params)
+    library = stamps.library_files()
+    assert tree in library and stamps.MAPPINGS / "fashion-mnist" / "wordnet_k3.json" in library
+    assert not any(p.suffix == ".pyc" for p in library)
+
+
+def test_06s_stamp_changes_when_a_run_is_removed_added_or_extended(tmp_path):
+    import shutil
+
+    from sdml.notebooks import stamps
+
+    step, = make_plan(tmp_path, methods=["none", "superclass-beta"], only=["06"])
+    source = runner.NOTEBOOK_DIR / "06_analysis.ipynb"
+    first, second = make_plan(tmp_path, methods=["none", "superclass-beta"])
+    fake_runs(first)
+    one = stamps.inputs(source, step.notebook, step.params)
+    fake_runs(second)  # a run added
+    two = stamps.inputs(source, step.notebook, step.params)
+    fake_runs(second, epochs=4)  # a run extended
+    extended = stamps.inputs(source, step.notebook, step.params)
+    shutil.rmtree(second.run_dirs[0])  # and removed again
+    assert len({json.dumps(x, sort_keys=True) for x in (one, two, extended)}) == 3
+    assert stamps.inputs(source, step.notebook, step.params) == one
+
+
+def test_a_fashion_mnist_data_dir_is_read_where_the_reader_finds_it(tmp_path):
+    from sdml.notebooks import stamps
+
+    folder = tmp_path / "fm" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"x")
+    (tmp_path / "fm" / "unrelated.bin").write_bytes(b"y")
+    found = stamps.data_files("fashion-mnist", tmp_path / "fm")
+    assert folder / "train-images-idx3-ubyte.gz" in found
+    assert tmp_path / "fm" / "unrelated.bin" not in found

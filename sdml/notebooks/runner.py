@@ -4,9 +4,11 @@ The plan is 01, 02, 03, then 04 once per method and seed (or, with ``--fuse-runs
 seed, training all methods as one fused job), then 05. Every parameter set is checked
 with :func:`sdml.notebooks.params.validate` before anything runs (papermill itself only warns about
 unknown names). Notebooks run with papermill (kernel ``python3``, the repository root as working
-folder); executed copies go to ``<run_root>/executed/``. A 04 run whose folder holds all its
-epochs is skipped; an unfinished one is resumed by the notebook (``resume=True``); any other
-notebook is skipped when its inputs and outputs are unchanged (:mod:`sdml.notebooks.stamps`).
+folder); executed copies go to ``<run_root>/executed/``. A 04 run whose folder holds the run
+asked for with all its epochs is skipped (unless the outputs 04 wrote are gone), an unfinished
+one is resumed by the notebook (``resume=True``), and one that is not the run asked for stops the
+runner before anything runs (:func:`sdml.notebooks.plan.run_state`); any other notebook is skipped
+when its inputs and outputs are unchanged (:mod:`sdml.notebooks.stamps`).
 While a notebook runs, its epoch lines (one per run and epoch) are printed as they come.
 The first failing notebook stops the run with its name, the failing cell and the error.
 """
@@ -117,17 +119,19 @@ def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
     states = [run_state(step, cache) for step in plan]  # a run that is not the one asked: stop now
     for i, (step, state) in enumerate(zip(plan, states), 1):
         source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
-        if state == "done":
+        if state == "done" and (stamps.outputs_intact(step.output)
+                                or not stamps.stamp_path(step.output).is_file()):
             log(f"[sdml] {i}/{len(plan)} {step.label}: finished run, skipped")
             continue
+        if state == "done":
+            state = "finished run, outputs missing or changed"  # the notebook redraws them
         if state == "run" and stamps.unchanged(source, step.notebook, step.params, step.output):
             log(f"[sdml] {i}/{len(plan)} {step.label}: inputs and outputs unchanged, skipped")
             continue
         log(f"[sdml] {i}/{len(plan)} {step.label}" + (f" ({state})" if state != "run" else "") + " ...")
         t0, started = time.perf_counter(), time.time()
         execute(step, log_output, log)
-        if state == "run":
-            stamps.record(source, step.notebook, step.params, step.output, started)
+        stamps.record(source, step.notebook, step.params, step.output, started)
         ran += 1
         log(f"[sdml] {i}/{len(plan)} {step.label}: done in {time.perf_counter() - t0:.0f} s "
             f"-> {step.output}")
