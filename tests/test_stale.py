@@ -19,7 +19,7 @@ def make_plan(tmp_path, methods=("none",), only=("04",), **extra):
                              data_dir=str(tmp_path / "data"), extra=extra)
 
 
-def fake_runs(step, epochs=None, edit=lambda record: None):
+def fake_runs(step, epochs=None, edit=lambda record: None, predictions=True):
     """Write ``step``'s runs as training would have left them after ``epochs`` (all) epochs."""
     for d, cfg in zip(step.run_dirs, nbplan.step_configs(step)):
         d.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,8 @@ def fake_runs(step, epochs=None, edit=lambda record: None):
         (d / runs.CONFIG).write_text(json.dumps(record))
         n = cfg.epochs if epochs is None else epochs
         runs.write_metrics(d, [{"epoch": e, "test_top1": 1.0} for e in range(1, n + 1)])
-        (d / runs.PREDICTIONS).write_bytes(b"p")
+        if predictions:
+            (d / runs.PREDICTIONS).write_bytes(b"p")
 
 
 def mismatch(step) -> RecordMismatch:
@@ -194,3 +195,32 @@ def test_a_fashion_mnist_data_dir_is_read_where_the_reader_finds_it(tmp_path):
     found = stamps.data_files("fashion-mnist", tmp_path / "fm")
     assert folder / "train-images-idx3-ubyte.gz" in found
     assert tmp_path / "fm" / "unrelated.bin" not in found
+
+
+# ----------------------------------------------------------------------------- one root, one protocol
+
+def test_the_runner_keeps_another_datasets_runs_in_their_own_root(tmp_path):
+    own = nbplan.build_plan("smoke", "synthetic", ["none"], [0], only=["05"])[0].params
+    other = nbplan.build_plan("smoke", "fashion-mnist", ["none"], [0], only=["05"])[0].params
+    assert own["run_root"].endswith("/runs/smoke") and own["figures_dir"].endswith("/figures/smoke")
+    assert other["run_root"].endswith("/runs/smoke-fashion-mnist")
+    assert other["figures_dir"].endswith("/figures/smoke-fashion-mnist")
+
+
+def test_a_report_refuses_runs_of_two_protocols_and_names_them(tmp_path):
+    from sdml.results import summary
+
+    first, second = make_plan(tmp_path, methods=["none", "superclass-beta"])
+    fake_runs(first, predictions=False)
+    fake_runs(second, predictions=False)
+    both = summary.load_runs(tmp_path / "runs")
+    assert summary.runs_heading(both) == "profile smoke, data synthetic"
+    fake_runs(second, predictions=False, edit=lambda r: r["config"].update(peers=3))
+    with pytest.raises(ValueError) as err:
+        summary.load_runs(tmp_path / "runs")
+    assert "different protocols" in str(err.value)
+    assert "(peers 2: none-cifar-seed0; 3: superclass-beta-cifar-seed0)" in str(err.value)
+    # the same protocol on other data of the same name is refused as well
+    fake_runs(second, predictions=False, edit=lambda r: r["dataset"].update(sha256="f" * 64))
+    with pytest.raises(ValueError, match="dataset sha256 .*ffffffffffff: superclass-beta-cifar-seed0"):
+        summary.load_runs(tmp_path / "runs")

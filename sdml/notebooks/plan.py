@@ -86,6 +86,12 @@ def resolve_data(data: str, profile: str) -> str:
     return PROFILES[profile].get("data", "cifar100") if profile in PROFILES else "cifar100"
 
 
+def default_folder(profile: str, data: str) -> str:
+    """The runs' and figures' folder name: the profile's, with ``-<data>`` when the data is not the
+    profile's own, so that one run root holds one dataset's runs (and one report describes them)."""
+    return profile if data == resolve_data("auto", profile) else f"{profile}-{data}"
+
+
 #: Seeds of notebook 04's runs when none are asked for: two for the profiles whose results are
 #: read as findings (so a method's difference can be set against the spread between seeds), one
 #: for the quick presets on synthetic data.
@@ -153,8 +159,9 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
     independent = list(independent)
     if len(set(independent)) < len(independent):
         raise ValueError(f"independent: {independent!r}; allowed: methods, each named once")
-    run_root = str(Path(runs_root) if runs_root is not None else Path("runs") / profile)
-    figures_dir = str(Path(figures_root) if figures_root is not None else Path("figures") / profile)
+    folder = default_folder(profile, data)
+    run_root = str(Path(runs_root) if runs_root is not None else Path("runs") / folder)
+    figures_dir = str(Path(figures_root) if figures_root is not None else Path("figures") / folder)
     common = dict(profile=profile, data=data, data_dir=str(data_dir), run_root=run_root,
                   figures_dir=figures_dir, interactive=False)
     executed = REPO / run_root / "executed"

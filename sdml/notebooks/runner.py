@@ -170,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only the notebooks whose name starts with one of these (e.g. 04)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset archives (default data)")
-    p.add_argument("--runs-root", default=None, help="run folder of the profile (default runs/<profile>)")
-    p.add_argument("--figures-root", default=None, help="figure folder (default figures/<profile>)")
+    p.add_argument("--runs-root", default=None, help="run folder (default runs/<profile>, or "
+                   "runs/<profile>-<data> when the data is not the profile's own)")
+    p.add_argument("--figures-root", default=None, help="figure folder (default figures/<profile>, "
+                   "or figures/<profile>-<data> as for --runs-root)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="another notebook parameter, e.g. -p epochs=2 -p device=cpu (repeatable)")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' output here")
