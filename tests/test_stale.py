@@ -224,3 +224,19 @@ def test_a_report_refuses_runs_of_two_protocols_and_names_them(tmp_path):
     fake_runs(second, predictions=False, edit=lambda r: r["dataset"].update(sha256="f" * 64))
     with pytest.raises(ValueError, match="dataset sha256 .*ffffffffffff: superclass-beta-cifar-seed0"):
         summary.load_runs(tmp_path / "runs")
+
+
+# ----------------------------------------------------------------------------- 06's caches
+
+def test_06_refuses_data_other_than_the_runs_before_reading_any_cache(tmp_path):
+    from sdml.results import features
+
+    step, = make_plan(tmp_path)
+    fake_runs(step, edit=lambda r: r["dataset"].update(sha256="e" * 64))
+    run = step.run_dirs[0]
+    with pytest.raises(RecordMismatch) as err:
+        features.load_trained(run)
+    assert err.value.field == "data" and "eeeeeeeeeeee" in err.value.recorded
+    fake_runs(step)  # the run's own data: it goes on to the (missing) checkpoint
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        features.load_trained(run)

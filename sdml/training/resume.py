@@ -149,12 +149,18 @@ def compare_record(run_dir: Path, record: dict, cfg: Config, deps: dict) -> None
                                  f"({saved.get(name)!r}); only {', '.join(runs.RESUMABLE)} may "
                                  f"change")
     check_mapping(run_dir, cfg, record, deps)
-    old_data = record.get("dataset")
-    if old_data is not None and old_data != deps["dataset"]:
-        raise RecordMismatch(run_dir, "data", _describe(deps["dataset"]), _describe(old_data),
-                             f"data: the dataset in {cfg.data_dir!r} ({_describe(deps['dataset'])}) "
+    check_dataset(run_dir, record, cfg.data_dir, deps["dataset"])
+
+
+def check_dataset(run_dir: Path, record: dict, data_dir, identity: dict) -> None:
+    """The data read from ``data_dir`` (its :func:`dataset_identity`) must be the data the run's
+    ``record`` says it was trained on (a record without one has nothing to compare)."""
+    old = record.get("dataset")
+    if old is not None and old != identity:
+        raise RecordMismatch(run_dir, "data", _describe(identity), _describe(old),
+                             f"data: the dataset in {str(data_dir)!r} ({_describe(identity)}) "
                              f"is not the one the run in {str(run_dir)!r} was trained on "
-                             f"({_describe(old_data)}); give the run's data with --data-dir")
+                             f"({_describe(old)}); give the run's data with --data-dir")
 
 
 def check_epochs(run_dir: Path, asked: int, done: int) -> None:
