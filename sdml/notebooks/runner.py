@@ -15,6 +15,7 @@ The first failing notebook stops the run with its name, the failing cell and the
 from __future__ import annotations
 
 import argparse
+import builtins
 import os
 import re
 import shlex
@@ -22,8 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser,
+from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser, UsageError,
                               describe_failure, one_line, parse_command_line)
+from sdml.io.lock import FolderBusy
+from sdml.io.readback import DamagedFile
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
 from sdml.training.resume import RecordMismatch
@@ -35,7 +38,28 @@ NOTEBOOK_DIR = REPO / "notebooks"
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook raised; the message names it, the cell and the error."""
+    """A notebook raised; the message names it, the cell and the error. ``code``: the exit code
+    the kit gives that error (:func:`kit_exit_code`); ``kernel_died``: the kernel itself stopped."""
+
+    def __init__(self, message: str, code: int = EXIT_CRASH, kernel_died: bool = False):
+        super().__init__(message)
+        self.code, self.kernel_died = code, kernel_died
+
+
+#: The kit's own exception types a notebook may raise, by name (a notebook's error reaches the
+#: runner as the name of its type and its message only).
+KIT_ERRORS = {cls.__name__: cls for cls in (FolderBusy, DamagedFile, RecordMismatch, UsageError)}
+
+
+def kit_exit_code(ename: str) -> int:
+    """The exit code ``python -m sdml`` gives an error of type ``ename`` (one of
+    :data:`KIT_ERRORS` or a built-in: 2 bad input, 3 a file problem, 4 a folder in use, ...);
+    :data:`EXIT_CRASH` for any other."""
+    cls = KIT_ERRORS.get(ename) or getattr(builtins, ename, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        return EXIT_CRASH
+    # describe_failure decides by type alone (and errno, unset here): one mapping for both tools
+    return describe_failure(cls.__new__(cls), "run", [])[0]
 
 
 # ----------------------------------------------------------------------------- execution
@@ -54,6 +78,22 @@ def failed_cell(output: Path) -> tuple[int | None, str]:
             lines = cell.source.strip().splitlines()
             return i, lines[0] if lines else ""
     return None, ""
+
+
+def running_cell(output: Path) -> tuple[int | None, str]:
+    """Position (from 1, as committed) and first line of the last cell that started: the one
+    running when the kernel died (papermill stamps each cell's start in the executed copy)."""
+    import nbformat
+
+    if not Path(output).is_file():
+        return None, ""
+    cells = [c for c in nbformat.read(output, as_version=4).cells
+             if not PAPERMILL_TAGS & set(c.metadata.get("tags", []))]
+    started = [i for i, c in enumerate(cells, 1) if c.metadata.get("papermill", {}).get("start_time")]
+    if not started:
+        return None, ""
+    lines = cells[started[-1] - 1].source.strip().splitlines()
+    return started[-1], lines[0] if lines else ""
 
 
 PROGRESS = re.compile(r"(^|: )epoch +\d+/\d+ |^\[sdml\]")  # training's per-epoch summary lines
@@ -87,6 +127,7 @@ class ProgressLines:
 def execute(step: Step, log_output: bool = False, log=print) -> None:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     step.output.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +139,18 @@ def execute(step: Step, log_output: bool = False, log=print) -> None:
     except PapermillExecutionError as err:
         index, line = failed_cell(step.output)
         where = f"cell {index} ({line!r})" if index else f"cell {err.cell_index} of the executed copy"
+        code = kit_exit_code(err.ename)
+        if code != EXIT_CRASH:  # the kit's own one-line error: its message, then where
+            raise NotebookFailed(f"{one_line(err.evalue)} (notebook {step.label}, {where}; the "
+                                 f"executed copy: {step.output})", code) from None
         raise NotebookFailed(f"notebook {step.label} failed in {where}: {err.ename}: {err.evalue}\n"
                              f"  the executed copy, with the traceback: {step.output}") from None
+    except DeadKernelError:
+        index, line = running_cell(step.output)
+        where = f"in cell {index} ({line!r})" if index else "before its first cell"
+        raise NotebookFailed(f"notebook {step.label}: its kernel died {where} (killed, or out of "
+                             f"memory); the executed copy so far: {step.output}",
+                             kernel_died=True) from None
 
 
 def prepare_data(plan: list[Step], log=print) -> None:
@@ -195,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_command(args)
     except NotebookFailed as err:
-        print(f"sdml.notebooks: error: {err}", file=sys.stderr)
-        return EXIT_CRASH
+        cont = (f"; to continue (finished notebooks and runs are skipped, an unfinished run "
+                f"resumed): python -m sdml.notebooks {shlex.join(argv)}") if err.kernel_died else ""
+        print(f"sdml.notebooks: error: {err}{cont}", file=sys.stderr)
+        return err.code
     except RecordMismatch as err:
         old = shlex.quote(str(err.run_dir))
         print(f"sdml.notebooks: error: {one_line(err)}; nothing was run. To train it afresh: mv "
