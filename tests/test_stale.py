@@ -240,3 +240,28 @@ def test_06_refuses_data_other_than_the_runs_before_reading_any_cache(tmp_path):
     fake_runs(step)  # the run's own data: it goes on to the (missing) checkpoint
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         features.load_trained(run)
+
+
+# ----------------------------------------------------------------------------- --data-dir
+
+@pytest.mark.parametrize("data", ["cifar100", "cifar10", "fashion-mnist", "synthetic"])
+def test_a_data_dir_that_is_a_file_is_refused_for_every_dataset(tmp_path, data, capsys, monkeypatch):
+    from sdml.data.load import ensure_files, load_dataset
+
+    afile = tmp_path / "README.md"
+    afile.write_text("not a folder\n")
+    for read in (lambda: load_dataset(data, afile, download=False),
+                 lambda: ensure_files(data, afile, download=False)):
+        with pytest.raises(NotADirectoryError, match="data_dir is a file, not a folder") as err:
+            read()
+        assert err.value.filename == str(afile)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a notebook was executed")
+
+    monkeypatch.setattr(runner, "execute", refuse)
+    argv = ["run", "--profile", "smoke", "--data", data, "--only", "02", "--data-dir", str(afile),
+            "--runs-root", str(tmp_path / "runs"), "--figures-root", str(tmp_path / "figures")]
+    assert runner.main(argv) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{afile}: data_dir is a file, not a folder" in err

@@ -155,12 +155,13 @@ def execute(step: Step, log_output: bool = False, log=print) -> None:
 
 def prepare_data(plan: list[Step], log=print) -> None:
     """Fetch and check a real dataset before any notebook runs, so missing files stop at once."""
-    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan
-                     if s.params["data"] != "synthetic" and s.notebook in USES_DATA})
-    for data, folder in wanted:
-        from sdml.data.load import ensure_files
+    from sdml.data.load import check_data_dir, ensure_files
 
-        log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
+    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan if s.notebook in USES_DATA})
+    for data, folder in wanted:
+        check_data_dir(REPO / folder)  # every dataset, synthetic included
+        if data != "synthetic":
+            log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
 
 
 def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
