@@ -114,14 +114,16 @@ def test_fewer_epochs_than_a_run_has_finished_are_refused(tmp_path):
 
 def test_the_runner_refuses_a_mismatch_in_one_line_with_the_command_that_trains_afresh(
         tmp_path, capsys, monkeypatch):
-    step, = make_plan(tmp_path)
+    step, other = make_plan(tmp_path, methods=["none", "superclass-beta"])
     fake_runs(step)
+    fake_runs(other)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a notebook was executed")
 
     monkeypatch.setattr(runner, "execute", refuse)
-    argv = ["run", "--profile", "smoke", "--data", "synthetic", "--methods", "none", "--only", "04",
+    argv = ["run", "--profile", "smoke", "--data", "synthetic", "--methods", "none",
+            "superclass-beta", "--only", "04",
             "--runs-root", str(tmp_path / "runs"), "--figures-root", str(tmp_path / "figures"),
             "--data-dir", str(tmp_path / "data"), "-p", "peers=3"]
     assert runner.main(argv) == 2
@@ -129,7 +131,10 @@ def test_the_runner_refuses_a_mismatch_in_one_line_with_the_command_that_trains_
     assert len(err.strip().splitlines()) == 1
     run = str(step.run_dirs[0])
     assert f"peers: 3 differs from the run in {run!r} (2)" in err
-    assert f"mv {run} {run}.old && python -m sdml.notebooks run " in err and "peers=3" in err
+    second = str(other.run_dirs[0])
+    assert "(and 1 other run(s) of this plan)" in err
+    assert (f"mv {run} {run}.old && mv {second} {second}.old && python -m sdml.notebooks run "
+            in err) and err.strip().endswith("-p peers=3")
 
 
 # ----------------------------------------------------------------------------- what a notebook reads

@@ -168,7 +168,15 @@ def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
     :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time."""
     start, ran, cache = time.perf_counter(), 0, {}
-    states = [run_state(step, cache) for step in plan]  # a run that is not the one asked: stop now
+    states, refused = [], []
+    for step in plan:  # a run that is not the one asked for stops everything, before it starts
+        try:
+            states.append(run_state(step, cache))
+        except RecordMismatch as err:
+            refused.append(err)
+    if refused:
+        refused[0].all_runs = [err.run_dir for err in refused]
+        raise refused[0]
     for i, (step, state) in enumerate(zip(plan, states), 1):
         source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
         if state == "done" and (stamps.outputs_intact(step.output)
@@ -252,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sdml.notebooks: error: {err}{cont}", file=sys.stderr)
         return err.code
     except RecordMismatch as err:
-        old = shlex.quote(str(err.run_dir))
-        print(f"sdml.notebooks: error: {one_line(err)}; nothing was run. To train it afresh: mv "
-              f"{old} {shlex.quote(str(err.run_dir) + '.old')} && python -m sdml.notebooks "
-              f"{shlex.join(argv)}", file=sys.stderr)
+        stale = getattr(err, "all_runs", [err.run_dir])
+        others = f" (and {len(stale) - 1} other run(s) of this plan)" if len(stale) > 1 else ""
+        moves = " && ".join(f"mv {shlex.quote(str(d))} {shlex.quote(str(d) + '.old')}" for d in stale)
+        print(f"sdml.notebooks: error: {one_line(err)}{others}; nothing was run. To train afresh: "
+              f"{moves} && python -m sdml.notebooks {shlex.join(argv)}", file=sys.stderr)
         return EXIT_INPUT
     except (Exception, KeyboardInterrupt) as err:
         if args.debug or os.environ.get("SDML_DEBUG") == "1":
