@@ -270,3 +270,13 @@ def test_a_data_dir_that_is_a_file_is_refused_for_every_dataset(tmp_path, data, 
     assert runner.main(argv) == 3
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{afile}: data_dir is a file, not a folder" in err
+
+
+@pytest.mark.parametrize("nb", ["05_results", "06_analysis"])
+def test_report_titles_come_from_the_runs_not_the_notebooks_profile(nb):
+    import nbformat
+
+    cells = nbformat.read(runner.NOTEBOOK_DIR / f"{nb}.ipynb", as_version=4).cells
+    titled = [c.source for c in cells if c.cell_type == "code" and "title=" in c.source]
+    assert titled and all("runs_heading(all_runs)" in s and "params['profile']" not in s
+                          for s in titled)
