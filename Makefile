@@ -16,10 +16,11 @@ FUSE_RUNS ?= auto
 INDEPENDENT ?= none superclass-beta
 RUN ?= runs/smoke-train
 GPUS ?=
-# train-many's profile, data and seeds: PROFILE/DATA/SEEDS resolved as the runner resolves them
-RESOLVE = from sdml.notebooks.plan import resolve_profile, resolve_data, resolve_seeds; \
-  p = resolve_profile('$(PROFILE)', log=lambda m: None); \
-  print(p, resolve_data('$(DATA)', p), *('$(SEEDS)'.split() or resolve_seeds([], p)))
+# train-many's profile, data, run folder and seeds: PROFILE/DATA/SEEDS resolved as the runner
+# resolves them
+RESOLVE = from sdml.notebooks.plan import resolve_profile, resolve_data, resolve_seeds, default_folder; \
+  p = resolve_profile('$(PROFILE)', log=lambda m: None); d = resolve_data('$(DATA)', p); \
+  print(p, d, default_folder(p, d), *('$(SEEDS)'.split() or resolve_seeds([], p)))
 
 .PHONY: setup wordnet fashion-mnist reproduce test lab train train-many bench figures
 
@@ -74,11 +75,11 @@ train: setup
 # (CPU processes without CUDA), into the folders the notebooks use; `make reproduce` then skips
 # them. Resumable: running it again continues only the unfinished runs.
 train-many: setup
-	@set -e; set -- $$($(PY) -c "$(RESOLVE)"); profile=$$1 data=$$2; shift 2; \
+	@set -e; set -- $$($(PY) -c "$(RESOLVE)"); profile=$$1 data=$$2 folder=$$3; shift 3; \
 	echo "train-many: profile $$profile, data $$data, seeds $$*, over $(or $(GPUS),1) process(es)"; \
 	$(PY) -m torch.distributed.run --standalone --nproc_per_node $(or $(GPUS),1) -m sdml train-many \
 	  --profile $$profile --data $$data $(if $(METHODS),--methods $(METHODS)) --seeds "$$@" \
-	  $(if $(INDEPENDENT),--independent $(INDEPENDENT)) --out-root runs/$$profile --resume --no-progress
+	  $(if $(INDEPENDENT),--independent $(INDEPENDENT)) --out-root runs/$$folder --resume --no-progress
 
 # Throughput: the cpu profile's step, old path (one run on every core) against new (one run
 # per core), beside the typical reference; then the reference against ours at the paper's size.

@@ -163,12 +163,12 @@ def test_penultimate_features_are_what_the_head_reads():
     torch.testing.assert_close(net.fc(feats), net(x))
 
 
-def fake_trained(tmp_path, peers, data, digest="d1"):
+def fake_trained(tmp_path, peers, data, digest="d1", data_sha="s1"):
     from sdml.hierarchy.superclasses import cifar_superclasses
     from sdml.training.config import make_config
 
     return features.TrainedRun(tmp_path, make_config("smoke"), peers, data, ("a",),
-                               cifar_superclasses(), digest)
+                               cifar_superclasses(), digest, {"name": "synthetic", "sha256": data_sha})
 
 
 def test_features_follow_the_test_order_and_are_cached_until_the_checkpoint_changes(tmp_path, monkeypatch):
@@ -194,6 +194,8 @@ def test_features_follow_the_test_order_and_are_cached_until_the_checkpoint_chan
     torch.testing.assert_close(again["features"], expected)
     with pytest.raises(AssertionError, match="recomputed"):  # another checkpoint: stale
         features.run_features(fake_trained(tmp_path, peers, data, digest="d2"))
+    with pytest.raises(AssertionError, match="recomputed"):  # the same weights, other data: stale
+        features.run_features(fake_trained(tmp_path, peers, data, data_sha="s2"))
 
 
 @pytest.mark.parametrize("num_classes, in_channels", [(100, 3), (10, 1)])  # colour, grayscale

@@ -201,6 +201,41 @@ def test_failure_names_the_notebook_and_the_cell_and_stops(tmp_path, monkeypatch
     assert plan[0].output.is_file() and not (tmp_path / "never.ipynb").exists()
 
 
+def failing_notebook(tmp_path, monkeypatch, source):
+    """A stand-in for notebook 05 whose third cell runs ``source``."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    params = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}  # x" for k, v in nbparams.defaults("05_results").items()))
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(source)]
+    (tmp_path / "nbs").mkdir()
+    nbformat.write(nb, tmp_path / "nbs" / "05_results.ipynb")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path / "nbs")
+
+
+def test_a_kit_error_inside_a_notebook_keeps_its_exit_code_and_one_line(tmp_path, monkeypatch, capsys):
+    failing_notebook(tmp_path, monkeypatch, "from sdml.io.readback import DamagedFile\n"
+                     "raise DamagedFile('runs/x/predictions.pt', 'is truncated', 'train it again')")
+    assert notebooks.main(runner_args(tmp_path, "--only", "05")) == 3  # a damaged file
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("sdml.notebooks: error: runs/x/predictions.pt: is truncated; train it again "
+                          "(notebook 05_results, cell 3 ('from sdml.io.readback import DamagedFile')")
+    assert [notebooks.kit_exit_code(name) for name in
+            ("ValueError", "RecordMismatch", "DamagedFile", "FileNotFoundError", "FolderBusy",
+             "ZeroDivisionError", "NoSuchError")] == [2, 2, 3, 3, 4, 1, 1]
+
+
+def test_a_dead_kernel_names_the_notebook_and_cell_and_how_to_continue(tmp_path, monkeypatch, capsys):
+    failing_notebook(tmp_path, monkeypatch, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    argv = runner_args(tmp_path, "--only", "05")
+    assert notebooks.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "notebook 05_results: its kernel died in cell 3 ('import os, signal')" in err
+    assert err.endswith("resumed): python -m sdml.notebooks " + " ".join(argv))
+
+
 # ----------------------------------------------------------------------------- executing everything
 
 @pytest.fixture(scope="module")
@@ -352,3 +387,21 @@ def test_fused_04_trains_every_method_as_one_job_into_the_single_runs_folders(ex
     tables = [o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "text/html" in o.get("data", {})]
     assert any("superclass-beta-cifar-seed0" in o["data"]["text/html"] for o in tables)
+
+
+def test_a_deleted_figure_is_drawn_again_and_nothing_else_runs(executed):
+    root, plan, _ = executed
+    gone = [root / "figures" / "soft_ratio_vs_similarity.png",  # notebook 03's
+            root / "figures" / "learning_curves_none-cifar-seed0.png"]  # 04's, of a finished run
+    for figure in gone:
+        figure.unlink()
+    log = []
+    notebooks.run_plan(plan, log=log.append)
+    executed_steps = [re.match(r"\[sdml\] \d+/\d+ (.+?)(?: \(.*\))? \.\.\.$", line).group(1)
+                      for line in log if line.endswith("...")]
+    assert executed_steps == ["03_ratio_distributions", "04_train_dml [none-cifar-seed0]"], log
+    assert all(figure.stat().st_size > 1000 for figure in gone)
+    assert log[-1].endswith(f"(2 executed, {len(plan) - 2} skipped)")
+    again = []
+    notebooks.run_plan(plan, log=again.append)  # and a second run of an unchanged tree skips all
+    assert again[-1].endswith(f"(0 executed, {len(plan)} skipped)"), again

@@ -6,6 +6,7 @@ generator, which writes CIFAR-100's archive format.
 from __future__ import annotations
 
 import dataclasses
+import errno
 from pathlib import Path
 import warnings
 
@@ -18,8 +19,18 @@ from sdml.data.fashion_mnist import locate, read_fashion_mnist
 from sdml.data.spec import DatasetArrays, DatasetSpec
 from sdml.data.synthetic import DEFAULTS, ensure_synthetic
 
-__all__ = ["CifarArrays", "dataset_for", "ensure_files", "load_dataset", "reference_superclasses",
-           "stratified_subset"]
+__all__ = ["CifarArrays", "check_data_dir", "dataset_for", "ensure_files", "load_dataset",
+           "reference_superclasses", "stratified_subset"]
+
+
+def check_data_dir(root: str | Path) -> Path:
+    """``root`` as the data folder: a folder or a path not yet made, never a file (a reader that
+    looks in several places would otherwise take its data from elsewhere without a word)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "data_dir is a file, not a folder; allowed: the "
+                                 "folder of the dataset's files (or a new one)", str(root))
+    return root
 
 
 def reference_superclasses(spec: DatasetSpec):
@@ -78,6 +89,7 @@ def load_dataset(name: str, root: str | Path, *, download: bool = True,
             ``n_test_per_class``, ``seed``, ``size``); unset ones take their defaults.
     """
     spec = get_spec(name)
+    check_data_dir(root)
     if name in ("cifar100", "cifar10"):
         path = Path(root) / spec.files[0].name
         if not path.is_file():
@@ -100,6 +112,7 @@ def ensure_files(name: str, root: str | Path, download: bool = True) -> str:
     """Find (or fetch) a real dataset's files and check them; returns a line saying what was
     checked. Synthetic data needs nothing."""
     spec = get_spec(name)
+    check_data_dir(root)
     if name == "cifar100":
         return f"CIFAR-100: {cifar.ensure_cifar100(root, download=download)} (md5 checked)"
     if name == "cifar10":

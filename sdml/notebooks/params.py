@@ -128,6 +128,22 @@ SPECS: dict[str, dict[str, Param]] = {
 }
 
 
+#: What each notebook reads besides its own file and the library (every file of the ``sdml``
+#: package), by kind; :mod:`sdml.notebooks.stamps` hashes these files to decide whether a
+#: notebook's last result still holds. Kinds: ``data`` (the dataset's files), ``mappings`` (the
+#: committed superclass mappings and WordNet trees), ``runs`` (every run's ``config.json``,
+#: ``metrics.jsonl`` and ``predictions.pt`` under ``run_root``), ``checkpoints`` (every run's
+#: ``checkpoint.pt``). A notebook added to ``notebooks/`` needs an entry (tests check this).
+READS: dict[str, tuple[str, ...]] = {
+    "01_superclass_hierarchy": ("mappings",),          # and WordNet 3.0, which does not change
+    "02_mixing_preview": ("data", "mappings"),
+    "03_ratio_distributions": ("data", "mappings"),
+    "04_train_dml": (),  # its runs' config.json records the data and mapping (plan.run_state)
+    "05_results": ("runs",),
+    "06_analysis": ("runs", "checkpoints", "data", "mappings"),
+}
+
+
 def spec(notebook: str) -> dict[str, Param]:
     if notebook not in SPECS:
         raise ValueError(f"notebook: {notebook!r} is not a notebook of the kit; allowed: {', '.join(NOTEBOOKS)}")

@@ -86,6 +86,12 @@ def resolve_data(data: str, profile: str) -> str:
     return PROFILES[profile].get("data", "cifar100") if profile in PROFILES else "cifar100"
 
 
+def default_folder(profile: str, data: str) -> str:
+    """The runs' and figures' folder name: the profile's, with ``-<data>`` when the data is not the
+    profile's own, so that one run root holds one dataset's runs (and one report describes them)."""
+    return profile if data == resolve_data("auto", profile) else f"{profile}-{data}"
+
+
 #: Seeds of notebook 04's runs when none are asked for: two for the profiles whose results are
 #: read as findings (so a method's difference can be set against the spread between seeds), one
 #: for the quick presets on synthetic data.
@@ -153,8 +159,9 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
     independent = list(independent)
     if len(set(independent)) < len(independent):
         raise ValueError(f"independent: {independent!r}; allowed: methods, each named once")
-    run_root = str(Path(runs_root) if runs_root is not None else Path("runs") / profile)
-    figures_dir = str(Path(figures_root) if figures_root is not None else Path("figures") / profile)
+    folder = default_folder(profile, data)
+    run_root = str(Path(runs_root) if runs_root is not None else Path("runs") / folder)
+    figures_dir = str(Path(figures_root) if figures_root is not None else Path("figures") / folder)
     common = dict(profile=profile, data=data, data_dir=str(data_dir), run_root=run_root,
                   figures_dir=figures_dir, interactive=False)
     executed = REPO / run_root / "executed"
@@ -192,28 +199,66 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
     return plan
 
 
-def run_state(step: Step) -> str:
-    """``done`` (every 04 run with every epoch and its predictions), ``resume``, ``new`` (no run
-    started) or ``run`` (not a training step)."""
+def step_configs(step: Step) -> list:
+    """The configs notebook 04 trains for ``step``, as :func:`sdml.training.multirun.train_runs`
+    trains them (a fused job's with ``fuse = "grouped"``)."""
+    from sdml.training.multirun import check_job
+
+    cfgs, dirs = nbparams.train_plan(step.params)
+    return check_job(cfgs, dirs) if len(cfgs) > 1 else cfgs
+
+
+def run_depends(cfg, cache: dict | None = None) -> dict:
+    """What training ``cfg`` would record beside its config (:func:`sdml.training.resume.depends`):
+    the superclass mapping's content and the dataset's identity. ``cache`` keeps the identities
+    of the datasets already read during one plan."""
+    from sdml.data.datasets import get_spec
+    from sdml.data.load import dataset_for
+    from sdml.hierarchy.resolve import resolve_superclasses
+    from sdml.training import resume
+
+    sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k, get_spec(cfg.data).classes)
+    key = (cfg.data, str(Path(cfg.data_dir).resolve()), cfg.synthetic_train_per_class,
+           cfg.synthetic_test_per_class, cfg.synthetic_seed, cfg.train_per_class, cfg.test_per_class)
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache[key] = resume.dataset_identity(cfg.data, dataset_for(cfg))
+    return resume.depends(sc, cache[key])
+
+
+def run_state(step: Step, cache: dict | None = None) -> str:
+    """``done``, ``resume``, ``new`` or ``run`` (not a training step).
+
+    A 04 run is ``done`` only when its ``config.json`` is the run asked for, checked by the test
+    ``sdml train --resume`` applies (:func:`sdml.training.resume.compare_record`: every protocol
+    field, the superclass mapping's sha256, the dataset's identity), and it holds every epoch and
+    its predictions; with fewer epochs it is resumed (``resume``). Any other difference (fewer
+    epochs asked for than it has finished included) raises :class:`sdml.training.resume.RecordMismatch`
+    naming the run, the field and both values.
+    """
     if not step.run_dirs:
         return "run"
-    from sdml.training import runs
+    from sdml.training import resume, runs
 
     if not any((d / runs.CONFIG).is_file() for d in step.run_dirs):
         return "new"
-    target = nbparams.train_config(step.params).epochs
-
-    def finished(d: Path) -> bool:
-        rows = runs.read_metrics(d) if (d / runs.CONFIG).is_file() else []
-        return bool(rows) and rows[-1]["epoch"] >= target and (d / runs.PREDICTIONS).is_file()
-
-    return "done" if all(finished(d) for d in step.run_dirs) else "resume"
+    finished = []
+    for d, cfg in zip(step.run_dirs, step_configs(step)):
+        if not (d / runs.CONFIG).is_file():
+            finished.append(False)
+            continue
+        resume.compare_record(d, runs.read_record(d), cfg, run_depends(cfg, cache))
+        rows = runs.read_metrics(d)
+        done = rows[-1]["epoch"] if rows else 0
+        resume.check_epochs(d, cfg.epochs, done)
+        finished.append(done == cfg.epochs and (d / runs.PREDICTIONS).is_file())
+    return "done" if all(finished) else "resume"
 
 
 def describe(plan: list[Step]) -> str:
-    lines = []
+    lines, cache = [], {}
     for i, step in enumerate(plan, 1):
-        state = run_state(step)
+        state = run_state(step, cache)
         own = {k: v for k, v in step.params.items() if k not in nbparams.COMMON or k == "seed"}
         lines.append(f"{i:>2}. {step.label:<55} {state:<7} {json.dumps(own)}")
     return "\n".join(lines)

@@ -4,15 +4,18 @@ The plan is 01, 02, 03, then 04 once per method and seed (or, with ``--fuse-runs
 seed, training all methods as one fused job), then 05. Every parameter set is checked
 with :func:`sdml.notebooks.params.validate` before anything runs (papermill itself only warns about
 unknown names). Notebooks run with papermill (kernel ``python3``, the repository root as working
-folder); executed copies go to ``<run_root>/executed/``. A 04 run whose folder holds all its
-epochs is skipped; an unfinished one is resumed by the notebook (``resume=True``); any other
-notebook is skipped when its inputs and outputs are unchanged (:mod:`sdml.notebooks.stamps`).
+folder); executed copies go to ``<run_root>/executed/``. A 04 run whose folder holds the run
+asked for with all its epochs is skipped (unless the outputs 04 wrote are gone), an unfinished
+one is resumed by the notebook (``resume=True``), and one that is not the run asked for stops the
+runner before anything runs (:func:`sdml.notebooks.plan.run_state`); any other notebook is skipped
+when its inputs and outputs are unchanged (:mod:`sdml.notebooks.stamps`).
 While a notebook runs, its epoch lines (one per run and epoch) are printed as they come.
 The first failing notebook stops the run with its name, the failing cell and the error.
 """
 from __future__ import annotations
 
 import argparse
+import builtins
 import os
 import re
 import shlex
@@ -20,10 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser,
-                              describe_failure, parse_command_line)
+from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLineParser, UsageError,
+                              describe_failure, one_line, parse_command_line)
+from sdml.io.lock import FolderBusy
+from sdml.io.readback import DamagedFile
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
+from sdml.training.resume import RecordMismatch
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
                                  resolve_data, resolve_fuse_runs, resolve_profile, resolve_seeds,
                                  run_state)
@@ -32,7 +38,28 @@ NOTEBOOK_DIR = REPO / "notebooks"
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook raised; the message names it, the cell and the error."""
+    """A notebook raised; the message names it, the cell and the error. ``code``: the exit code
+    the kit gives that error (:func:`kit_exit_code`); ``kernel_died``: the kernel itself stopped."""
+
+    def __init__(self, message: str, code: int = EXIT_CRASH, kernel_died: bool = False):
+        super().__init__(message)
+        self.code, self.kernel_died = code, kernel_died
+
+
+#: The kit's own exception types a notebook may raise, by name (a notebook's error reaches the
+#: runner as the name of its type and its message only).
+KIT_ERRORS = {cls.__name__: cls for cls in (FolderBusy, DamagedFile, RecordMismatch, UsageError)}
+
+
+def kit_exit_code(ename: str) -> int:
+    """The exit code ``python -m sdml`` gives an error of type ``ename`` (one of
+    :data:`KIT_ERRORS` or a built-in: 2 bad input, 3 a file problem, 4 a folder in use, ...);
+    :data:`EXIT_CRASH` for any other."""
+    cls = KIT_ERRORS.get(ename) or getattr(builtins, ename, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        return EXIT_CRASH
+    # describe_failure decides by type alone (and errno, unset here): one mapping for both tools
+    return describe_failure(cls.__new__(cls), "run", [])[0]
 
 
 # ----------------------------------------------------------------------------- execution
@@ -51,6 +78,22 @@ def failed_cell(output: Path) -> tuple[int | None, str]:
             lines = cell.source.strip().splitlines()
             return i, lines[0] if lines else ""
     return None, ""
+
+
+def running_cell(output: Path) -> tuple[int | None, str]:
+    """Position (from 1, as committed) and first line of the last cell that started: the one
+    running when the kernel died (papermill stamps each cell's start in the executed copy)."""
+    import nbformat
+
+    if not Path(output).is_file():
+        return None, ""
+    cells = [c for c in nbformat.read(output, as_version=4).cells
+             if not PAPERMILL_TAGS & set(c.metadata.get("tags", []))]
+    started = [i for i, c in enumerate(cells, 1) if c.metadata.get("papermill", {}).get("start_time")]
+    if not started:
+        return None, ""
+    lines = cells[started[-1] - 1].source.strip().splitlines()
+    return started[-1], lines[0] if lines else ""
 
 
 PROGRESS = re.compile(r"(^|: )epoch +\d+/\d+ |^\[sdml\]")  # training's per-epoch summary lines
@@ -84,6 +127,7 @@ class ProgressLines:
 def execute(step: Step, log_output: bool = False, log=print) -> None:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     step.output.parent.mkdir(parents=True, exist_ok=True)
@@ -95,18 +139,29 @@ def execute(step: Step, log_output: bool = False, log=print) -> None:
     except PapermillExecutionError as err:
         index, line = failed_cell(step.output)
         where = f"cell {index} ({line!r})" if index else f"cell {err.cell_index} of the executed copy"
+        code = kit_exit_code(err.ename)
+        if code != EXIT_CRASH:  # the kit's own one-line error: its message, then where
+            raise NotebookFailed(f"{one_line(err.evalue)} (notebook {step.label}, {where}; the "
+                                 f"executed copy: {step.output})", code) from None
         raise NotebookFailed(f"notebook {step.label} failed in {where}: {err.ename}: {err.evalue}\n"
                              f"  the executed copy, with the traceback: {step.output}") from None
+    except DeadKernelError:
+        index, line = running_cell(step.output)
+        where = f"in cell {index} ({line!r})" if index else "before its first cell"
+        raise NotebookFailed(f"notebook {step.label}: its kernel died {where} (killed, or out of "
+                             f"memory); the executed copy so far: {step.output}",
+                             kernel_died=True) from None
 
 
 def prepare_data(plan: list[Step], log=print) -> None:
     """Fetch and check a real dataset before any notebook runs, so missing files stop at once."""
-    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan
-                     if s.params["data"] != "synthetic" and s.notebook in USES_DATA})
-    for data, folder in wanted:
-        from sdml.data.load import ensure_files
+    from sdml.data.load import check_data_dir, ensure_files
 
-        log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
+    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan if s.notebook in USES_DATA})
+    for data, folder in wanted:
+        check_data_dir(REPO / folder)  # every dataset, synthetic included
+        if data != "synthetic":
+            log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
 
 
 def parse_workers(text: str) -> int | str:
@@ -118,7 +173,7 @@ def parse_workers(text: str) -> int | str:
     return int(text)
 
 
-def pretrain(plan: list[Step], workers: int | str, log=print) -> None:
+def pretrain(plan: list[Step], states: list[str], workers: int | str, log=print) -> None:
     """Train notebook 04's unfinished single runs in parallel CPU processes before the notebooks
     run (:mod:`sdml.training.pool`); their 04 steps then find them finished and are skipped.
 
@@ -129,7 +184,7 @@ def pretrain(plan: list[Step], workers: int | str, log=print) -> None:
     from sdml.training.pool import plan_workers, train_in_pool
     from sdml.training.train import resolve_device
 
-    todo = [s for s in plan if len(s.run_dirs) == 1 and run_state(s) != "done"]
+    todo = [s for s, state in zip(plan, states) if len(s.run_dirs) == 1 and state != "done"]
     if len(todo) < 2 or plan_workers(workers, len(todo))[0] < 2:
         return
     jobs = [nbparams.train_plan(s.params) for s in todo]
@@ -143,7 +198,8 @@ def pretrain(plan: list[Step], workers: int | str, log=print) -> None:
 ESTIMATE_FROM = 100_000
 
 
-def estimate(plan: list[Step], workers: int | str, max_hours: float | None, log=print) -> None:
+def estimate(plan: list[Step], states: list[str], workers: int | str, max_hours: float | None,
+             log=print) -> None:
     """Before anything trains: time a few steps of the plan's first unfinished run and print how
     long its training will take (:mod:`sdml.training.estimate`); refuse, in one line, a CPU plan
     longer than ``max_hours``. Small plans are not timed."""
@@ -155,7 +211,7 @@ def estimate(plan: list[Step], workers: int | str, max_hours: float | None, log=
     from sdml.training.pool import plan_workers
     from sdml.training.train import resolve_device
 
-    cfgs = [c for s in plan if s.run_dirs and run_state(s) != "done"
+    cfgs = [c for s, state in zip(plan, states) if s.run_dirs and state != "done"
             for c in nbparams.train_plan(s.params)[0]]
     if not cfgs or sum(run_images(c) for c in cfgs) < ESTIMATE_FROM:
         return
@@ -169,26 +225,43 @@ def estimate(plan: list[Step], workers: int | str, max_hours: float | None, log=
         f"{', eager: a compiled step is faster' if device != 'cpu' else ''})")
 
 
+def plan_states(plan: list[Step]) -> list[str]:
+    """Every step's :func:`run_state`; a run that is not the one asked for stops everything
+    before anything starts (the first refusal names every such run)."""
+    cache, states, refused = {}, [], []
+    for step in plan:
+        try:
+            states.append(run_state(step, cache))
+        except RecordMismatch as err:
+            refused.append(err)
+    if refused:
+        refused[0].all_runs = [err.run_dir for err in refused]
+        raise refused[0]
+    return states
+
+
 def run_plan(plan: list[Step], log=print, log_output: bool = False,
              started: float | None = None) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
     :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time
     (since ``started``, a :func:`time.perf_counter` value, when runs were trained before it)."""
     start, ran = (time.perf_counter() if started is None else started), 0
-    for i, step in enumerate(plan, 1):
-        state = run_state(step)
+    states = plan_states(plan)
+    for i, (step, state) in enumerate(zip(plan, states), 1):
         source = NOTEBOOK_DIR / f"{step.notebook}.ipynb"
-        if state == "done":
+        if state == "done" and (stamps.outputs_intact(step.output)
+                                or not stamps.stamp_path(step.output).is_file()):
             log(f"[sdml] {i}/{len(plan)} {step.label}: finished run, skipped")
             continue
+        if state == "done":
+            state = "finished run, outputs missing or changed"  # the notebook redraws them
         if state == "run" and stamps.unchanged(source, step.notebook, step.params, step.output):
             log(f"[sdml] {i}/{len(plan)} {step.label}: inputs and outputs unchanged, skipped")
             continue
         log(f"[sdml] {i}/{len(plan)} {step.label}" + (f" ({state})" if state != "run" else "") + " ...")
         t0, started = time.perf_counter(), time.time()
         execute(step, log_output, log)
-        if state == "run":
-            stamps.record(source, step.notebook, step.params, step.output, started)
+        stamps.record(source, step.notebook, step.params, step.output, started)
         ran += 1
         log(f"[sdml] {i}/{len(plan)} {step.label}: done in {time.perf_counter() - t0:.0f} s "
             f"-> {step.output}")
@@ -234,8 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 48)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset archives (default data)")
-    p.add_argument("--runs-root", default=None, help="run folder of the profile (default runs/<profile>)")
-    p.add_argument("--figures-root", default=None, help="figure folder (default figures/<profile>)")
+    p.add_argument("--runs-root", default=None, help="run folder (default runs/<profile>, or "
+                   "runs/<profile>-<data> when the data is not the profile's own)")
+    p.add_argument("--figures-root", default=None, help="figure folder (default figures/<profile>, "
+                   "or figures/<profile>-<data> as for --runs-root)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="another notebook parameter, e.g. -p epochs=2 -p device=cpu (repeatable)")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' output here")
@@ -257,8 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_command(args)
     except NotebookFailed as err:
-        print(f"sdml.notebooks: error: {err}", file=sys.stderr)
-        return EXIT_CRASH
+        cont = (f"; to continue (finished notebooks and runs are skipped, an unfinished run "
+                f"resumed): python -m sdml.notebooks {shlex.join(argv)}") if err.kernel_died else ""
+        print(f"sdml.notebooks: error: {err}{cont}", file=sys.stderr)
+        return err.code
+    except RecordMismatch as err:
+        stale = getattr(err, "all_runs", [err.run_dir])
+        others = f" (and {len(stale) - 1} other run(s) of this plan)" if len(stale) > 1 else ""
+        moves = " && ".join(f"mv {shlex.quote(str(d))} {shlex.quote(str(d) + '.old')}" for d in stale)
+        print(f"sdml.notebooks: error: {one_line(err)}{others}; nothing was run. To train afresh: "
+              f"{moves} && python -m sdml.notebooks {shlex.join(argv)}", file=sys.stderr)
+        return EXIT_INPUT
     except (Exception, KeyboardInterrupt) as err:
         if args.debug or os.environ.get("SDML_DEBUG") == "1":
             raise
@@ -289,13 +373,14 @@ def run_command(args) -> int:
         return 0
     log = lambda line: print(line, flush=True)  # noqa: E731
     started = time.perf_counter()
-    estimate(plan, workers, args.max_hours, log)  # a plan far too long is refused here
+    states = plan_states(plan)  # runs that are not the ones asked for are refused first
+    estimate(plan, states, workers, args.max_hours, log)  # a plan far too long is refused here
     prepare_data(plan)
     if args.log_output:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    pretrain(plan, workers, log)
+    pretrain(plan, states, workers, log)
     run_plan(plan, log=log, log_output=args.log_output, started=started)
     return 0
 

@@ -3,13 +3,13 @@
 A notebook other than 04 (whose runs have their own state, :func:`sdml.notebooks.plan.run_state`)
 counts as **unchanged** when, since its last successful run,
 
-- the notebook file (its bytes), its parameters and the library's sources (``sdml/**/*.py``) are
-  the same,
-- the files it reads have the same SHA-256: the dataset folder for 02 and 03 (``data_dir``), and
-  for 05 every run's ``config.json``, ``metrics.jsonl`` and ``predictions.pt`` under ``run_root``
-  (01 reads only WordNet 3.0, which does not change),
+- the notebook file (its bytes), its parameters and the library (every file of the ``sdml``
+  package: its sources and the committed mappings it ships) are the same,
+- the files it reads, as its entry in :data:`sdml.notebooks.params.READS` declares them, have the
+  same SHA-256 (:func:`read_files`),
 - and its outputs are present with the same SHA-256: the executed copy and every file it wrote
-  into ``figures_dir`` and ``run_root``.
+  into ``figures_dir`` and ``run_root``. A finished 04 step whose outputs (its executed copy,
+  its learning curves) are gone or changed is executed again, which redraws them.
 
 The record of the last run is ``<executed copy>.stamp.json``, written after the notebook succeeded.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 from sdml.io.atomic import atomic_write_json
 from sdml.notebooks.params import PROJECT_ROOT
 
-READS_DATA = ("02_mixing_preview", "03_ratio_distributions")
-RUN_FILES = ("config.json", "metrics.jsonl", "predictions.pt")  # what 05 reads of each run
+RUN_FILES = ("config.json", "metrics.jsonl", "predictions.pt")  # what "runs" means, per run
+MAPPINGS = PROJECT_ROOT / "sdml" / "hierarchy" / "mappings"
 
 
 def sha256(path: Path) -> str:
@@ -39,22 +39,56 @@ def _hashes(paths) -> dict[str, str]:
     return {str(p): sha256(p) for p in sorted(paths) if p.is_file()}
 
 
+def data_files(data: str, data_dir: str | Path) -> list[Path]:
+    """The files a dataset is read from: a real dataset's declared files where its reader finds
+    them, the generated synthetic sets under ``data_dir``."""
+    from sdml.data.datasets import get_spec
+
+    folder = Path(data_dir)
+    if data == "synthetic":
+        return [p for p in folder.glob("synthetic-*/*") if p.is_file()]
+    if data == "fashion-mnist":
+        from sdml.data.fashion_mnist import find_file, search_dirs
+
+        spec = get_spec(data)
+        found = [find_file(f.name, search_dirs(spec, folder)) for f in spec.files]
+        return [p for p in found if p is not None]
+    return [folder / f.name for f in get_spec(data).files]
+
+
+def _run_folders(params: dict) -> list[Path]:
+    return [d for d in sorted(Path(params["run_root"]).glob("*/")) if (d / "config.json").is_file()]
+
+
+#: Each kind of :data:`sdml.notebooks.params.READS` as the files it names for a parameter set.
+KINDS = {
+    "data": lambda params: data_files(params["data"], params["data_dir"]),
+    "mappings": lambda params: sorted(MAPPINGS.rglob("*.json")),
+    "runs": lambda params: [d / name for d in _run_folders(params) for name in RUN_FILES],
+    "checkpoints": lambda params: [d / "checkpoint.pt" for d in _run_folders(params)],
+}
+
+
 def read_files(notebook: str, params: dict) -> list[Path]:
-    """The files ``notebook`` reads (besides itself and the library)."""
-    if notebook in READS_DATA:
-        folder = Path(params["data_dir"])
-        return [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-    if notebook == "05_results":
-        root = Path(params["run_root"])
-        return [d / name for d in sorted(root.glob("*/")) if (d / "config.json").is_file()
-                for name in RUN_FILES]
-    return []
+    """The files ``notebook`` reads (besides itself and the library), from its declaration."""
+    from sdml.notebooks.params import READS
+
+    if notebook not in READS:
+        raise ValueError(f"notebook: {notebook!r} declares no inputs; add it to "
+                         f"sdml.notebooks.params.READS")
+    return [path for kind in READS[notebook] for path in KINDS[kind](params)]
+
+
+def library_files() -> list[Path]:
+    """Every file of the ``sdml`` package (sources and the data it ships), not bytecode."""
+    return sorted(p for p in (PROJECT_ROOT / "sdml").rglob("*") if p.is_file()
+                  and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
 
 
 def inputs(notebook_file: Path, notebook: str, params: dict) -> dict:
     """Everything a notebook's result depends on, as hashes (see the module's docstring)."""
     library = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / "sdml").rglob("*.py")):
+    for path in library_files():
         library.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return {"notebook": sha256(notebook_file), "params": json.loads(json.dumps(params, default=str)),
             "library": library.hexdigest(), "reads": _hashes(read_files(notebook, params))}
@@ -80,16 +114,27 @@ def record(notebook_file: Path, notebook: str, params: dict, output: Path, start
                                            "outputs": _hashes(outputs), "at": time.time()})
 
 
-def unchanged(notebook_file: Path, notebook: str, params: dict, output: Path) -> bool:
-    """True when the last run's record matches today's inputs and its outputs are all present."""
+def _saved(output: Path) -> dict | None:
     path = stamp_path(output)
     if not path.is_file() or not Path(output).is_file():
-        return False
+        return None
     try:
         saved = json.loads(path.read_text())
-        saved_inputs, saved_outputs = saved["inputs"], saved["outputs"]
+        return saved if isinstance(saved["inputs"], dict) and isinstance(saved["outputs"], dict) else None
     except (ValueError, KeyError, TypeError):
-        return False  # a damaged record: run again
-    if saved_inputs != inputs(notebook_file, notebook, params):
+        return None  # a damaged record: run again
+
+
+def outputs_intact(output: Path) -> bool:
+    """Every output the last run recorded is there with the same SHA-256 (False without a record)."""
+    saved = _saved(output)
+    return saved is not None and all(Path(p).is_file() and sha256(Path(p)) == h
+                                     for p, h in saved["outputs"].items())
+
+
+def unchanged(notebook_file: Path, notebook: str, params: dict, output: Path) -> bool:
+    """True when the last run's record matches today's inputs and its outputs are all present."""
+    saved = _saved(output)
+    if saved is None or saved["inputs"] != inputs(notebook_file, notebook, params):
         return False
-    return all(Path(p).is_file() and sha256(Path(p)) == h for p, h in saved_outputs.items())
+    return outputs_intact(output)

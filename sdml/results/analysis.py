@@ -115,7 +115,7 @@ def projections(trained: list[TrainedRun], n_points: int = 600, seed: int = 0,
     out = []
     for t in trained:
         feats = run_features(t)
-        key = {"checkpoint": t.digest, "n_points": n_points, "seed": seed, "kinds": list(kinds),
+        key = {**t.cache_key, "n_points": n_points, "seed": seed, "kinds": list(kinds),
                "sklearn": _sklearn_version()}
 
         def compute(feats=feats) -> dict:
@@ -150,7 +150,7 @@ def run_attention(t: TrainedRun, n_pairs: int = 64, seed: int = 0, lams=attentio
                   cams=attention.CAMS) -> dict:
     """One run's half-mix shares (:func:`sdml.results.attention.half_mix_shares`) for every peer
     on ``n_pairs`` test pairs drawn with ``seed``; cached in the run's ``attention.pt``."""
-    key = {"checkpoint": t.digest, "n_pairs": n_pairs, "seed": seed, "lams": list(lams),
+    key = {**t.cache_key, "n_pairs": n_pairs, "seed": seed, "lams": list(lams),
            "cams": list(cams), "n_test": int(t.data.test_y.shape[0])}
 
     def compute() -> dict:

@@ -3,8 +3,9 @@
 The penultimate layer of a CIFAR ResNet is the output of its last stage averaged over space: the
 vector its linear head reads (``logits = fc(features)``). :func:`test_features` gives it for every
 peer and test image; :func:`run_features` caches it in the run folder as ``features.pt``, beside
-``predictions.pt``, keyed by the checkpoint's digest, so it is computed once per trained run and
-again only when the run's weights change.
+``predictions.pt``, keyed by the checkpoint's digest and the data's identity
+(:attr:`TrainedRun.cache_key`), so it is computed once per trained run and again only when the
+run's weights or its data change; :func:`load_trained` refuses data other than the run's.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sdml.data.batches import DeviceData, eval_batches, to_device
 from sdml.hierarchy.superclasses import Superclasses, from_json
 from sdml.results.cache import cached, file_digest
 from sdml.training import runs
-from sdml.training.config import Config
+from sdml.training.config import Config, from_dict
 
 FEATURES = "features.pt"
 
@@ -35,11 +36,20 @@ class TrainedRun:
     data: DeviceData                # the run's dataset (test split used here)
     class_names: tuple[str, ...]    # the dataset's classes, in label order
     superclasses: Superclasses      # the superclasses the run mixed with
-    digest: str                     # sha256 of checkpoint.pt: what every cache here is keyed by
+    digest: str                     # sha256 of checkpoint.pt
+    dataset: dict | None = None     # the identity of ``data`` (sdml.training.resume.dataset_identity)
 
     @property
     def label(self) -> str:
         return self.path.name
+
+    @property
+    def cache_key(self) -> dict:
+        """What every cache of this run is keyed by, besides its own settings: the checkpoint,
+        the data it is evaluated on and the superclasses (pairs are drawn by them)."""
+        return {"checkpoint": self.digest, "data": (self.dataset or {}).get("sha256"),
+                "superclasses": self.superclasses.superclass_names,
+                "superclass_of": self.superclasses.of.tolist()}
 
 
 def load_peers(run_dir: str | Path, device: torch.device | str = "cpu") -> list[nn.Module]:
@@ -86,9 +96,11 @@ def load_trained(run_dir: str | Path, data_dir: str | Path | None = None,
         datasets: a dict shared between calls, so runs of one dataset load it once.
     """
     from sdml.data.load import dataset_for
+    from sdml.training.resume import check_dataset, dataset_identity
 
     run_dir, device = Path(run_dir), torch.device(device)
-    cfg = runs.read_config(run_dir)
+    record = runs.read_record(run_dir)
+    cfg = from_dict(record["config"])
     source = dataclasses.replace(cfg, download=False,
                                  data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
     # runs whose data fields agree read the same arrays (dataset, folder, sizes, subset)
@@ -97,10 +109,12 @@ def load_trained(run_dir: str | Path, data_dir: str | Path | None = None,
     store = datasets if datasets is not None else {}
     if key not in store:
         arrays = dataset_for(source)
-        store[key] = (to_device(arrays, device), tuple(arrays.fine_names))
-    data, names = store[key]
+        store[key] = (to_device(arrays, device), tuple(arrays.fine_names),
+                      dataset_identity(cfg.data, arrays))
+    data, names, identity = store[key]
+    check_dataset(run_dir, record, source.data_dir, identity)  # before any cache of it is read
     return TrainedRun(run_dir, cfg, load_peers(run_dir, device), data, names,
-                      run_superclasses(run_dir), file_digest(run_dir / runs.CHECKPOINT))
+                      run_superclasses(run_dir), file_digest(run_dir / runs.CHECKPOINT), identity)
 
 
 @torch.no_grad()
@@ -122,8 +136,7 @@ def test_features(peers: list[nn.Module], data: DeviceData, batch_size: int = 50
 def run_features(trained: TrainedRun, batch_size: int = 500) -> dict[str, torch.Tensor]:
     """``{"features": (K, N, F), "y": (N,), "coarse": (N,)}`` of a trained run, from the run's
     ``features.pt`` when it was computed from the same checkpoint, else computed and written."""
-    key = {"checkpoint": trained.digest, "n_test": int(trained.data.test_y.shape[0]),
-           "layer": "penultimate"}
+    key = {**trained.cache_key, "n_test": int(trained.data.test_y.shape[0]), "layer": "penultimate"}
 
     def compute() -> dict[str, torch.Tensor]:
         return {"features": test_features(trained.peers, trained.data, batch_size),

@@ -62,8 +62,10 @@ def _setting(finished: list[Run]) -> str:
         return "-"
     c, prov = finished[0].config, finished[0].provenance
     machine = machine_text(prov)
-    return (f"profile `{c['profile']}`, data `{c['data']}`, {c['peers']} x ResNet-{c['depth']} "
-            f"(width {c['width']}), {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']}; "
+    profiles, epochs = (", ".join(str(v) for v in dict.fromkeys(r.config[name] for r in finished))
+                        for name in ("profile", "epochs"))  # one protocol (load_runs), these may vary
+    return (f"profile `{profiles}`, data `{c['data']}`, {c['peers']} x ResNet-{c['depth']} "
+            f"(width {c['width']}), {epochs} epochs, batch {c['batch_size']}, lr {c['lr']}; "
             f"machine: {machine}; torch {prov.get('torch', '?')}; git {prov.get('git') or 'unknown'}")
 
 

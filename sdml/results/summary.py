@@ -66,6 +66,7 @@ class Run:
     y: torch.Tensor | None      # (N,) fine labels
     coarse: torch.Tensor | None  # (N,) the dataset's superclass labels
     class_names: tuple[str, ...] | None = None  # from config.json's superclass record, if any
+    dataset: dict | None = None  # config.json's dataset identity (name, sizes, sha256), if any
 
     @property
     def finished(self) -> bool:
@@ -87,7 +88,7 @@ def load_run(run_dir: str | Path) -> Run:
         probs, y, coarse = pred["probs"].float(), pred["y"].long(), pred["coarse"].long()
     names = (saved.get("superclasses") or {}).get("classes")
     return Run(run_dir, saved["config"], saved.get("provenance", {}), runs.read_metrics(run_dir),
-               probs, y, coarse, tuple(names) if names else None)
+               probs, y, coarse, tuple(names) if names else None, saved.get("dataset"))
 
 
 def load_runs(run_root: str | Path, methods=None) -> list[Run]:
@@ -102,7 +103,51 @@ def load_runs(run_root: str | Path, methods=None) -> list[Run]:
         raise ValueError(f"run_root: no run folder under {str(run_root)!r}"
                          f"{' for methods ' + ', '.join(methods) if methods else ''}; run notebook 04 "
                          f"first (python -m sdml.notebooks run --only 04)")
+    check_one_protocol(found, run_root)
     return found
+
+
+#: What must be equal for runs to share one report: the protocol but the epochs run (a table
+#: row says its epochs), the data's subset and generator, and the dataset's recorded identity.
+SHARED_FIELDS = tuple(f for f in PROTOCOL_FIELDS if f != "epochs") + (
+    "train_per_class", "test_per_class", "synthetic_train_per_class", "synthetic_test_per_class",
+    "synthetic_seed")
+
+
+def protocol_of(run: "Run") -> dict:
+    """The fields a run shares with every run of its report (:data:`SHARED_FIELDS`, and the
+    dataset's sha256 where ``config.json`` records it)."""
+    out = {f: run.config.get(f) for f in SHARED_FIELDS}
+    out["dataset sha256"] = (run.dataset or {}).get("sha256")
+    return out
+
+
+def check_one_protocol(run_list: list["Run"], run_root) -> None:
+    """One report describes one protocol: raises ValueError naming the runs on each side of the
+    first field in which the runs under ``run_root`` differ."""
+    keys = [protocol_of(r) for r in run_list]
+    for name in keys[0]:
+        values = list(dict.fromkeys(str(k[name]) for k in keys))
+        if name == "dataset sha256" and "None" in values:
+            values.remove("None")  # a record from before identities were kept: nothing to compare
+        if len(values) > 1:
+            sides = "; ".join(
+                f"{v[:12] if name == 'dataset sha256' else v}: "
+                + ", ".join(r.label for r, k in zip(run_list, keys) if str(k[name]) == v)
+                for v in values)
+            raise ValueError(f"run_root: {str(run_root)!r} holds runs of different protocols, "
+                             f"which one report would mix ({name} {sides}); allowed: one protocol "
+                             f"per run root; move one set into its own folder and give that "
+                             f"folder as --runs-root")
+
+
+def _values(run_list: list[Run], name: str) -> str:
+    return ", ".join(str(v) for v in dict.fromkeys(r.config[name] for r in run_list))
+
+
+def runs_heading(run_list: list[Run]) -> str:
+    """What a report's title says of its runs, read from them: ``profile smoke, data synthetic``."""
+    return f"profile {_values(run_list, 'profile')}, data {_values(run_list, 'data')}"
 
 
 def finished_runs(run_list: list[Run]) -> list[Run]:

@@ -108,20 +108,13 @@ def check_record(run_dir: Path, cfg: Config, resume: bool, deps: dict) -> Record
         raise ValueError(f"out: {str(run_dir)!r} already holds a run; pass --resume to continue "
                          f"it, or choose another --out")
     record = runs.read_record(run_dir)
-    saved = record["config"]
-    mine = cfg.to_dict()
-    for name, value in mine.items():
-        if name not in runs.RESUMABLE and name != "profile" and saved.get(name) != value:
-            raise ValueError(f"{name}: {value!r} differs from the run being resumed in "
-                             f"{str(run_dir)!r} ({saved.get(name)!r}); only "
-                             f"{', '.join(runs.RESUMABLE)} may change")
-    check_mapping(run_dir, cfg, record, deps)
-    old_data = record.get("dataset")
-    if old_data is not None and old_data != deps["dataset"]:
-        raise ValueError(f"data: the dataset in {cfg.data_dir!r} ({_describe(deps['dataset'])}) is "
-                         f"not the one the run in {str(run_dir)!r} was trained on "
-                         f"({_describe(old_data)}); give the run's data with --data-dir, or start "
-                         f"a new run")
+    try:
+        compare_record(run_dir, record, cfg, deps)
+    except RecordMismatch as err:
+        raise RecordMismatch(err.run_dir, err.field, err.asked, err.recorded,
+                             f"{err}; to train it afresh, choose another --out (without "
+                             f"--resume)") from None
+    saved, mine = record["config"], cfg.to_dict()
     merged = {**saved, **{n: mine[n] for n in runs.RESUMABLE}}
     resumed = from_dict(merged)
     out = dict(record)
@@ -131,6 +124,52 @@ def check_record(run_dir: Path, cfg: Config, resume: bool, deps: dict) -> Record
         return Record(resumed, None, False)
     out["resumed_with"] = record.get("resumed_with", []) + [runs.provenance()]
     return Record(resumed, out, False)
+
+
+class RecordMismatch(ValueError):
+    """A run's ``config.json`` records another value of a field than the one asked for; the
+    run can be neither reused nor continued (:func:`compare_record`)."""
+
+    def __init__(self, run_dir: Path, field: str, asked, recorded, message: str):
+        super().__init__(message)
+        self.run_dir, self.field, self.asked, self.recorded = Path(run_dir), field, asked, recorded
+
+
+def compare_record(run_dir: Path, record: dict, cfg: Config, deps: dict) -> None:
+    """The one test of whether the run recorded in ``record`` is the run ``cfg`` asks for: every
+    config field but the :data:`sdml.training.runs.RESUMABLE` ones (and the profile's name, a
+    label), the superclass mapping's content (sha256) and the dataset's identity. ``sdml train
+    --resume`` and the notebook runner's plan (:func:`sdml.notebooks.plan.run_state`) both call it.
+    Raises :class:`RecordMismatch` naming the first field that differs and both values."""
+    saved, mine = record["config"], cfg.to_dict()
+    for name, value in mine.items():
+        if name not in runs.RESUMABLE and name != "profile" and saved.get(name) != value:
+            raise RecordMismatch(run_dir, name, value, saved.get(name),
+                                 f"{name}: {value!r} differs from the run in {str(run_dir)!r} "
+                                 f"({saved.get(name)!r}); only {', '.join(runs.RESUMABLE)} may "
+                                 f"change")
+    check_mapping(run_dir, cfg, record, deps)
+    check_dataset(run_dir, record, cfg.data_dir, deps["dataset"])
+
+
+def check_dataset(run_dir: Path, record: dict, data_dir, identity: dict) -> None:
+    """The data read from ``data_dir`` (its :func:`dataset_identity`) must be the data the run's
+    ``record`` says it was trained on (a record without one has nothing to compare)."""
+    old = record.get("dataset")
+    if old is not None and old != identity:
+        raise RecordMismatch(run_dir, "data", _describe(identity), _describe(old),
+                             f"data: the dataset in {str(data_dir)!r} ({_describe(identity)}) "
+                             f"is not the one the run in {str(run_dir)!r} was trained on "
+                             f"({_describe(old)}); give the run's data with --data-dir")
+
+
+def check_epochs(run_dir: Path, asked: int, done: int) -> None:
+    """A run is never cut back: ``asked`` epochs must be at least the ``done`` ones."""
+    if done > asked:
+        raise RecordMismatch(run_dir, "epochs", asked, done,
+                             f"epochs: {asked} is fewer than the {done} epochs the run in "
+                             f"{str(run_dir)!r} has finished; allowed: {done} or more (nothing "
+                             f"was changed)")
 
 
 def _describe(identity: dict) -> str:
@@ -154,9 +193,10 @@ def check_mapping(run_dir: Path, cfg: Config, record: dict, deps: dict) -> None:
     changed = [c for c in now if before.get(c) != now[c]]
     if changed:
         diff = f", e.g. {changed[0]!r} is in superclass {now[changed[0]]}, was {before.get(changed[0])}"
-    raise ValueError(f"superclasses: the mapping {cfg.superclasses!r} now has content sha256 "
-                     f"{new[:12]}, but the run in {str(run_dir)!r} started with {old[:12]}{diff}; "
-                     f"restore the mapping the run used, or start a new run")
+    raise RecordMismatch(run_dir, "superclasses", f"sha256 {new[:12]}", f"sha256 {old[:12]}",
+                         f"superclasses: the mapping {cfg.superclasses!r} now has content sha256 "
+                         f"{new[:12]}, but the run in {str(run_dir)!r} started with {old[:12]}"
+                         f"{diff}; restore the mapping the run used")
 
 
 @dataclass
@@ -177,10 +217,7 @@ def check_progress(run_dir: Path, cfg: Config, fuse: str | None = None) -> Progr
         raise ValueError(f"fuse: this run would train {fuse!r} peers but {path} holds "
                          f"{state['fuse']!r} ones; resume with --fuse {state['fuse']}"
                          + (" --device cpu" if state["fuse"] == "loop" else ""))
-    if done > cfg.epochs:
-        raise ValueError(f"epochs: {cfg.epochs} is fewer than the {done} epochs the run in "
-                         f"{str(run_dir)!r} has finished; allowed: {done} or more (nothing was "
-                         f"changed)")
+    check_epochs(run_dir, cfg.epochs, done)
     log = run_dir / runs.METRICS
     rows, cut = runs.read_metrics_cut(run_dir)
     keep = [r for r in rows if r["epoch"] <= done]
