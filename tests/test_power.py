@@ -42,3 +42,21 @@ def test_bad_arguments_name_the_field(kw, field):
 def test_a_hopeless_spread_is_refused_not_answered():
     with pytest.raises(ValueError, match="more than 100 seeds"):
         seeds_for_effect(sd=50.0)
+
+
+def test_far_in_the_tail_the_power_is_the_integral_not_nan():
+    """scipy's noncentral t returns NaN at a large noncentrality; the chi-square integral takes
+    over there and agrees with it where both are defined."""
+    assert paired_power(3, 1.8, 0.12) == pytest.approx(1.0, abs=1e-6)
+    assert seeds_for_effect(sd=0.12) == 3
+    import math
+
+    from scipy import stats as sps
+    from scipy.integrate import quad
+
+    df, nc = 3, 1.8 * 2 / 0.9  # n = 4, sd 0.9: scipy's nct is finite here
+    crit = sps.t.ppf(0.975, df)
+    integral = quad(lambda v: (sps.norm.cdf(nc - crit * math.sqrt(v / df))
+                               + sps.norm.cdf(-nc - crit * math.sqrt(v / df)))
+                    * sps.chi2.pdf(v, df), 0, math.inf)[0]
+    assert paired_power(4, 1.8, 0.9) == pytest.approx(integral, abs=1e-6)

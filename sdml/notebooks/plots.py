@@ -340,3 +340,43 @@ def reliability_diagram(bins_by_group: dict[str, dict],
     fig.suptitle(f"{title}\nnumbers: predictions in the bin; pale: a bin with under 1 % of them",
                  fontsize=10)
     return fig
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+SWEEP_LABELS = {"none": "no mixup", "mixup": "mixup (alpha = 1)",
+                "superclass-beta": "superclass Beta (proposed)"}
+
+
+def mixing_pays(series: list[dict], title: str = "When does mixing pay?") -> Figure:
+    """Test top-1 (solid) and training top-1 (dotted) of each method against training length,
+    mean ± sd over seeds (error bars), peers' mean per run.
+
+    Args:
+        series: :func:`sdml.results.sweep.length_series` of the sweep's rows.
+    """
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_test, ax_train = fig.subplots(1, 2)
+    methods = list(dict.fromkeys(m for row in series for m in row["methods"]))
+    for j, method in enumerate(methods):
+        pts = [(row["overrides"]["epochs"], row["methods"][method]) for row in series
+               if row["methods"].get(method, {}).get("test_top1")]
+        if not pts:
+            continue
+        x = [e + (j - 1) * 0.6 for e, _ in pts]  # a small offset keeps the bars apart
+        for ax, key, style in ((ax_test, "test_top1", "-o"), (ax_train, "train_top1", ":s")):
+            mean = [float(np.mean(m[key])) for _, m in pts]
+            sd = [float(np.std(m[key], ddof=1)) if len(m[key]) > 1 else 0.0 for _, m in pts]
+            ax.errorbar(x, mean, yerr=sd, fmt=style, ms=4, capsize=3,
+                        label=SWEEP_LABELS.get(method, method), color=f"C{j}")
+    seeds = max((len(m["test_top1"]) for row in series for m in row["methods"].values()), default=0)
+    for ax, y in ((ax_test, "test top-1 [%]"), (ax_train, "training top-1 [%] (un-augmented)")):
+        ax.set_xlabel("epochs (lr cut 10x at 50 % and 75 %)")
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+    ax_train.axhline(95, color="grey", lw=0.8, ls="--")
+    ax_test.legend(fontsize=8)
+    ax_test.set_title(f"test, mean ± sd over {seeds} seeds", fontsize=9)
+    ax_train.set_title("training images (the regime: >= 95 % for no mixup)", fontsize=9)
+    fig.suptitle(title)
+    return fig

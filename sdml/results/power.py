@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from scipy import stats as sps
+from scipy.integrate import quad
 
 PAPER_EFFECT = 1.8  # points of top-1: Table 1, Beta against no mixup, +1.77 (model 1; model 2: +1.55)
 
@@ -34,7 +35,17 @@ def paired_power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float
         raise ValueError(f"alpha: {alpha!r}; allowed: a number in (0, 1)")
     df, nc = n - 1, effect * math.sqrt(n) / sd
     crit = sps.t.ppf(1 - alpha / 2, df)
-    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    power = float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    if math.isfinite(power):
+        return power
+    # scipy's noncentral t gives NaN far in its tail (large noncentrality); there T' = (Z + nc)
+    # / sqrt(V / df) with V ~ chi2(df), so P(|T'| > c) = E_V[Phi(nc - c s) + Phi(-nc - c s)],
+    # s = sqrt(V / df), integrated over V's density
+    def tails(v: float) -> float:
+        s = math.sqrt(v / df)
+        return (sps.norm.cdf(nc - crit * s) + sps.norm.cdf(-nc - crit * s)) * sps.chi2.pdf(v, df)
+
+    return float(min(1.0, quad(tails, 0, math.inf)[0]))
 
 
 def seeds_for_effect(sd: float, effect: float = PAPER_EFFECT, alpha: float = 0.05,

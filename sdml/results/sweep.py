@@ -1,0 +1,67 @@
+"""What the regime sweep (``benchmarks/regime_sweep.py``) says: the seed count, the series of
+training lengths, whether a setting is in the paper's regime.
+
+Pure functions over the sweep's rows (its JSON): per setting and method, the seeds' final
+training and test top-1 (peers' mean) and the convergence figure.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+from sdml.results.power import seeds_for_effect
+from sdml.results.verdict import FIT_THRESHOLD
+
+CONVERGED = 0.5  # points: the most the test top-1 may move over the last 10 % of epochs
+SERIES_KEYS = ("epochs", "milestones", "eval_every")  # what varies along the length series
+
+
+def pooled_paired_sd(rows: list[dict], baseline: str = "none") -> tuple[float, int]:
+    """The pooled sd of paired differences (a method's test top-1 minus the baseline's, seed by
+    seed) over every setting and method of the sweep, and its degrees of freedom (the sum of
+    n - 1 over the pairs of groups: each group's variance is pooled with its weight)."""
+    num, df = 0.0, 0
+    for row in rows:
+        base = row["methods"].get(baseline)
+        if not base:
+            continue
+        for method, m in row["methods"].items():
+            n = min(len(m["test_top1"]), len(base["test_top1"]))
+            if method == baseline or n < 2:
+                continue
+            d = [a - b for a, b in zip(m["test_top1"][:n], base["test_top1"][:n])]
+            num += statistics.variance(d) * (n - 1)
+            df += n - 1
+    if df == 0:
+        raise ValueError("rows: no setting has two seeds of a method and its baseline; the "
+                         "spread of paired differences cannot be told")
+    return math.sqrt(num / df), df
+
+
+def seed_rule(rows: list[dict], effect: float | None = None) -> dict:
+    """The default seed count: :func:`sdml.results.power.seeds_for_effect` at the sweep's
+    pooled sd of paired differences (80 % power, p < 0.05, at least 3 seeds)."""
+    sd, df = pooled_paired_sd(rows)
+    kw = {} if effect is None else {"effect": effect}
+    return {"sd": sd, "df": df, "seeds": seeds_for_effect(max(sd, 1e-6), **kw)}
+
+
+def in_regime(row: dict) -> bool:
+    """No-mixup peers at >= 95 % training top-1 and a test top-1 that moved by less than 0.5
+    points over the last 10 % of epochs (mean over seeds)."""
+    none = row["methods"].get("none")
+    if not none or not none["train_top1"] or none["last_tenth_move"] is None:
+        return False
+    return (statistics.fmean(none["train_top1"]) >= FIT_THRESHOLD
+            and none["last_tenth_move"] < CONVERGED)
+
+
+def length_series(rows: list[dict]) -> list[dict]:
+    """The longest run of settings that differ only in their length (epochs and the schedule
+    that scales with them), sorted by epochs: the x axis of "when does mixing pay"."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        rest = {k: v for k, v in row["overrides"].items() if k not in SERIES_KEYS}
+        groups.setdefault(repr(sorted(rest.items())), []).append(row)
+    best = max(groups.values(), key=len, default=[])
+    return sorted(best, key=lambda r: r["overrides"]["epochs"])
