@@ -97,7 +97,8 @@ def limits_text(finished: list[Run]) -> str:
         return ("The setting is the paper's protocol; the paper does not state its seeds, so its "
                 "single numbers cannot be set against a spread.")
     shares = [statistics.fmean(m["same_superclass_share"] for m in r.metrics)
-              for r in finished if r.config["method"] == "superclass-beta"]
+              for r in finished if r.config["method"] == "superclass-beta"
+              and all("same_superclass_share" in m for m in r.metrics)]
     share = f" (a partner shares it {100 * statistics.fmean(shares):.0f} % of the time)" if shares else ""
     return (f"What it cannot say: {c['data']} is not CIFAR-100, its "
             f"{superclass_source(c)} superclasses{share} are not CIFAR-100's 20 superclasses of 5 "
