@@ -2,8 +2,9 @@
 #   PROFILE=auto|paper|fashion|cpu|demo|smoke  (auto: paper with a CUDA GPU, cpu otherwise)
 #   DATA=auto|cifar100|cifar10|fashion-mnist|synthetic  (auto: the profile's own; cpu: fashion-mnist)
 #   FUSE_RUNS=auto|on|off          (auto: the methods of a seed as one fused job with a CUDA GPU)
-#   INDEPENDENT="none superclass-beta"  methods also trained as independent peers (the DML
-#                                  paper's control, mutual_weight 0); INDEPENDENT= for none
+#   INDEPENDENT=auto               methods also trained as independent peers (the DML paper's
+#                                  control, mutual_weight 0); auto: none and superclass-beta,
+#                                  except on the cpu profile; INDEPENDENT= for none
 #   GPUS=N                         (train notebook 04's runs first, spread over N GPUs by torchrun)
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ DATA ?= auto
 METHODS ?=
 SEEDS ?=
 FUSE_RUNS ?= auto
-INDEPENDENT ?= none superclass-beta
+INDEPENDENT ?= auto
 RUN ?= runs/smoke-train
 GPUS ?=
 # train-many's profile, data, run folder and seeds: PROFILE/DATA/SEEDS resolved as the runner
@@ -79,7 +80,7 @@ train-many: setup
 	echo "train-many: profile $$profile, data $$data, seeds $$*, over $(or $(GPUS),1) process(es)"; \
 	$(PY) -m torch.distributed.run --standalone --nproc_per_node $(or $(GPUS),1) -m sdml train-many \
 	  --profile $$profile --data $$data $(if $(METHODS),--methods $(METHODS)) --seeds "$$@" \
-	  $(if $(INDEPENDENT),--independent $(INDEPENDENT)) --out-root runs/$$folder --resume --no-progress
+	  $(if $(filter-out auto,$(INDEPENDENT)),--independent $(INDEPENDENT)) --out-root runs/$$folder --resume --no-progress
 
 # Throughput: the cpu profile's step, old path (one run on every core) against new (one run
 # per core), beside the typical reference; then the reference against ours at the paper's size.

@@ -119,8 +119,9 @@ def test_dry_run_prints_the_plan(tmp_path, capsys, no_execution):
 
 
 @pytest.mark.parametrize("profile, data, seeds", [
-    ("cpu", "fashion-mnist", ["seed0", "seed1"]),   # results read as findings: two seeds
-    ("smoke", "synthetic", ["seed0"]),              # a quick preset: one
+    ("cpu", "fashion-mnist", ["seed0", "seed1", "seed2"]),  # the study: the seed rule's three
+    ("fashion", "fashion-mnist", ["seed0", "seed1"]),       # results read as findings: two
+    ("smoke", "synthetic", ["seed0"]),                      # a quick preset: one
 ])
 def test_default_seeds_follow_the_profile(tmp_path, capsys, no_execution, profile, data, seeds):
     argv = runner_args(tmp_path, "--methods", "none", "--dry-run")
@@ -128,6 +129,18 @@ def test_default_seeds_follow_the_profile(tmp_path, capsys, no_execution, profil
     assert notebooks.main(argv) == 0
     planned = re.findall(r"04_train_dml \[none-\S+-(seed\d+)\]", capsys.readouterr().out)
     assert planned == seeds
+
+
+@pytest.mark.parametrize("profile, data, want", [
+    ("cpu", "fashion-mnist", []), ("smoke", "synthetic", ["none", "superclass-beta"])])
+def test_independent_auto_follows_the_profile(tmp_path, capsys, no_execution, profile, data, want):
+    argv = runner_args(tmp_path, "--methods", "none", "--seeds", "0", "--independent", "auto",
+                       "--dry-run")
+    argv[argv.index("smoke")], argv[argv.index("synthetic")] = profile, data
+    assert notebooks.main(argv) == 0
+    controls = re.findall(r"04_train_dml \[(none|superclass-beta)-\w+-kl0-seed0\]",
+                          capsys.readouterr().out)
+    assert controls == want
 
 
 def test_dry_run_with_fused_runs_plans_one_04_per_seed(tmp_path, capsys, no_execution):

@@ -95,7 +95,21 @@ def default_folder(profile: str, data: str) -> str:
 #: Seeds of notebook 04's runs when none are asked for: two for the profiles whose results are
 #: read as findings (so a method's difference can be set against the spread between seeds), one
 #: for the quick presets on synthetic data.
-DEFAULT_SEEDS = {"paper": (0, 1), "fashion": (0, 1), "cpu": (0, 1)}
+DEFAULT_SEEDS = {"paper": (0, 1), "fashion": (0, 1), "cpu": (0, 1, 2)}
+
+
+#: Methods also trained as independent peers (the DML paper's control) when ``--independent
+#: auto``: Table 1's no-mixup and Beta runs, except on the CPU main job, whose time goes to a
+#: third seed of the four DML methods instead (the paired tests need it more than the control).
+DEFAULT_INDEPENDENT = {"cpu": ()}
+
+
+def resolve_independent(methods, profile: str) -> list[str]:
+    """``["auto"]``: the profile's :data:`DEFAULT_INDEPENDENT` (no mixup and Beta for others);
+    anything else as given."""
+    if list(methods) == ["auto"]:
+        return list(DEFAULT_INDEPENDENT.get(profile, ("none", "superclass-beta")))
+    return list(methods)
 
 
 def resolve_seeds(seeds, profile: str) -> list[int]:

@@ -31,7 +31,8 @@ from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
 from sdml.training.resume import RecordMismatch
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
-                                 resolve_data, resolve_fuse_runs, resolve_profile, resolve_seeds,
+                                 resolve_data, resolve_fuse_runs, resolve_independent,
+                                 resolve_profile, resolve_seeds,
                                  run_state)
 
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -291,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "so results can be set against the seeds' spread; 0 for smoke and demo)")
     p.add_argument("--independent", nargs="*", default=[], metavar="METHOD",
                    help="also train these methods as independent peers (mutual_weight 0, the DML "
-                        "paper's control), once per seed (default: none; make reproduce asks for "
-                        "none and superclass-beta)")
+                        "paper's control), once per seed (default: none; auto: none and "
+                        "superclass-beta, except on the cpu profile, as make reproduce asks)")
     p.add_argument("--fuse-runs", default="auto", choices=["auto", "on", "off"],
                    help="train the methods of a seed as one fused job in one 04 run (auto: on with a "
                         "CUDA GPU and several methods)")
@@ -358,11 +359,12 @@ def run_command(args) -> int:
     profile = resolve_profile(args.profile)
     data = resolve_data(args.data, profile)
     extra = dict(parse_param(p) for p in args.param)
-    fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods + args.independent)
+    independent = resolve_independent(args.independent, profile)
+    fuse_runs = resolve_fuse_runs(args.fuse_runs, args.methods + independent)
     seeds = resolve_seeds(args.seeds, profile)
     workers = parse_workers(args.workers)
     plan = build_plan(profile, data, args.methods, seeds, args.only, args.runs_root,
-                      args.figures_root, args.data_dir, extra, fuse_runs, args.independent)
+                      args.figures_root, args.data_dir, extra, fuse_runs, independent)
     missing = missing_notebooks(plan)
     if missing:
         raise FileNotFoundError(f"notebook {missing[0]} does not exist; nothing was run (restore "
