@@ -139,7 +139,7 @@ READS: dict[str, tuple[str, ...]] = {
     "02_mixing_preview": ("data", "mappings"),
     "03_ratio_distributions": ("data", "mappings"),
     "04_train_dml": (),  # its runs' config.json records the data and mapping (plan.run_state)
-    "05_results": ("runs",),
+    "05_results": ("runs", "sweep"),
     "06_analysis": ("runs", "checkpoints", "data", "mappings"),
 }
 

@@ -66,6 +66,7 @@ KINDS = {
     "mappings": lambda params: sorted(MAPPINGS.rglob("*.json")),
     "runs": lambda params: [d / name for d in _run_folders(params) for name in RUN_FILES],
     "checkpoints": lambda params: [d / "checkpoint.pt" for d in _run_folders(params)],
+    "sweep": lambda params: [PROJECT_ROOT / "benchmarks" / "regime_sweep.json"],
 }
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 
+from sdml.io.readback import DamagedFile, read_json
 from sdml.results.power import seeds_for_effect
 from sdml.results.verdict import FIT_THRESHOLD
 
@@ -65,3 +67,33 @@ def length_series(rows: list[dict]) -> list[dict]:
         groups.setdefault(repr(sorted(rest.items())), []).append(row)
     best = max(groups.values(), key=len, default=[])
     return sorted(best, key=lambda r: r["overrides"]["epochs"])
+
+
+#: The committed sweep behind the ``cpu`` profile (written by ``benchmarks/regime_sweep.py``).
+SWEEP_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "regime_sweep.json"
+SWEEP_FIX = "restore it with git checkout, or rerun benchmarks/regime_sweep.py --json"
+
+
+def read_sweep(path: str | Path = SWEEP_FILE) -> dict:
+    """The sweep's JSON (``machine`` and ``rows``), checked: every row names its setting,
+    overrides with ``epochs``, and per method lists of finished top-1 values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the regime sweep's results are missing; {SWEEP_FIX}")
+    data = read_json(path, SWEEP_FIX)
+    rows = data.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise DamagedFile(path, "holds no 'rows' list", SWEEP_FIX)
+    for i, row in enumerate(rows):
+        ok = (isinstance(row, dict) and isinstance(row.get("setting"), str)
+              and isinstance(row.get("overrides"), dict)
+              and isinstance(row["overrides"].get("epochs"), int)
+              and isinstance(row.get("methods"), dict)
+              and all(isinstance(m, dict) and all(
+                  isinstance(m.get(k), list) and all(isinstance(v, (int, float))
+                                                     and math.isfinite(v) for v in m[k])
+                  for k in ("train_top1", "test_top1")) for m in row["methods"].values()))
+        if not ok:
+            raise DamagedFile(path, f"row {i + 1} is not a sweep row (setting, overrides with "
+                                    f"epochs, methods with train_top1 and test_top1)", SWEEP_FIX)
+    return data
