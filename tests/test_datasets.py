@@ -338,3 +338,18 @@ def load_dataset_from(root: Path, spec):
     from sdml.data.load import _with_reference
 
     return _with_reference(read_fashion_mnist(locate(root, False, spec), spec), spec)
+
+
+def test_a_subset_larger_than_the_classes_warns_in_one_line_and_keeps_what_there_is(tmp_path):
+    spec, _ = write_fashion(tmp_path / "fashion-mnist", n_train=40, n_test=20)
+    arrays = read_fashion_mnist(locate(tmp_path, False, spec), spec)
+    have = int(np.bincount(arrays.train_y).min())
+    with pytest.warns(UserWarning, match=rf"^train_per_class: 7000 exceeds the {have} images") as got:
+        sub = stratified_subset(arrays, 7000, 0)
+    assert len(got) == 1 and "\n" not in str(got[0].message)
+    assert len(sub.train_y) == len(arrays.train_y) and len(sub.test_y) == len(arrays.test_y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the classes: silent
+        assert len(stratified_subset(arrays, have, 0).train_y) == have * 10
