@@ -119,7 +119,7 @@ def test_dry_run_prints_the_plan(tmp_path, capsys, no_execution):
 
 
 @pytest.mark.parametrize("profile, data, seeds", [
-    ("cpu", "fashion-mnist", ["seed0", "seed1", "seed2"]),  # the study: the seed rule's three
+    ("cpu", "fashion-mnist", ["seed0", "seed1", "seed2", "seed3"]),  # the seed rule's four
     ("fashion", "fashion-mnist", ["seed0", "seed1"]),       # results read as findings: two
     ("smoke", "synthetic", ["seed0"]),                      # a quick preset: one
 ])

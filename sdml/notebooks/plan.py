@@ -92,15 +92,17 @@ def default_folder(profile: str, data: str) -> str:
     return profile if data == resolve_data("auto", profile) else f"{profile}-{data}"
 
 
-#: Seeds of notebook 04's runs when none are asked for: two for the profiles whose results are
-#: read as findings (so a method's difference can be set against the spread between seeds), one
-#: for the quick presets on synthetic data.
-DEFAULT_SEEDS = {"paper": (0, 1), "fashion": (0, 1), "cpu": (0, 1, 2)}
+#: Seeds of notebook 04's runs when none are asked for: for the CPU main job, the seed rule of
+#: its sweep (sdml.results.power.seeds_for_effect at the pooled sd of paired differences, 0.78
+#: points over 10 degrees of freedom: 4 seeds detect the paper's 1.8 points at p < 0.05 with
+#: 80 % power; benchmarks/regime_sweep.md); two for the GPU profiles whose results are read as
+#: findings (no sweep has measured their spread yet); one for the quick presets.
+DEFAULT_SEEDS = {"paper": (0, 1), "fashion": (0, 1), "cpu": (0, 1, 2, 3)}
 
 
 #: Methods also trained as independent peers (the DML paper's control) when ``--independent
-#: auto``: Table 1's no-mixup and Beta runs, except on the CPU main job, whose time goes to a
-#: third seed of the four DML methods instead (the paired tests need it more than the control).
+#: auto``: Table 1's no-mixup and Beta runs, except on the CPU main job, whose time goes to the
+#: seeds the paired tests need (benchmarks/regime_sweep.md's seed rule) instead.
 DEFAULT_INDEPENDENT = {"cpu": ()}
 
 
