@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sdml.data.files import DATA_FIX, bytes_md5, md5_error
-from sdml.io.readback import DamagedFile, describe
+from sdml.io.readback import FILE_SYSTEM_ERRNOS, DamagedFile, describe
 
 UBYTE = 0x08
 
@@ -31,7 +31,7 @@ def idx_bytes(path: str | Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error, ValueError, MemoryError) as err:
-        if isinstance(err, OSError) and err.errno is not None:
+        if isinstance(err, OSError) and err.errno in FILE_SYSTEM_ERRNOS:
             raise  # a file system error, not damage
         raise DamagedFile(path, f"not a complete gzip file ({describe(err)})", DATA_FIX) from None
 

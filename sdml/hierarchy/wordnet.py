@@ -33,7 +33,7 @@ from urllib.request import getproxies, proxy_bypass
 
 from sdml.hierarchy.superclasses import MAPPINGS_DIR, Superclasses, own_superclasses, save_mapping
 from sdml.io.atomic import atomic_write_json
-from sdml.io.readback import damage_named, read_json
+from sdml.io.readback import DamagedFile, damage_named, read_json
 from sdml.hierarchy.wordnet_groups import (adjusted_rand_index, agreement, derive_superclasses,
                                            normalised_similarity, normalized_mutual_info,
                                            soft_beta_alpha)
@@ -298,8 +298,8 @@ def load_tree(path: str | Path | None = None, dataset: str = "cifar100") -> Tree
     with damage_named(path, fix, "is not a WordNet tree of the kit"):
         tree = Tree.from_json(obj, source="tree")
     if tree.dataset != dataset:
-        raise ValueError(f"{path}: the tree was made for the classes of {tree.dataset!r}, not "
-                         f"{dataset!r}")
+        raise DamagedFile(path, f"the tree was made for the classes of {tree.dataset!r}, not "
+                                f"{dataset!r}", fix)
     return tree
 
 

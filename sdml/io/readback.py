@@ -8,6 +8,7 @@ to do; the reader never half-reads a file and never unpickles anything but tenso
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -41,19 +42,27 @@ def describe(err: BaseException) -> str:
 _one_line = describe
 
 
+#: Errors of the file system, not of the file's bytes: they pass through a reader for the command
+#: line to report as what they are (torch's zip reader raises EINVAL on damaged bytes: damage).
+FILE_SYSTEM_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.ENOSPC, errno.EROFS,
+                                errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EMFILE,
+                                errno.ENFILE, errno.EDQUOT, errno.EBUSY, errno.ELOOP,
+                                errno.ENAMETOOLONG, errno.ENXIO, errno.ETXTBSY})
+
+
 @contextmanager
 def damage_named(path: str | Path, fix: str, what: str = "is damaged or not what it should be"):
     """Any failure of the reading inside the block becomes :class:`DamagedFile` naming ``path``.
 
-    A file system error (an ``OSError`` with an errno: permissions, I/O) is not damage and passes
-    through for the caller to report; so do ``DamagedFile`` and ``FileNotFoundError`` themselves.
+    A file system error (:data:`FILE_SYSTEM_ERRNOS`: permissions, I/O, a missing file) is not
+    damage and passes through for the caller to report; so does ``DamagedFile`` itself.
     """
     try:
         yield
     except (DamagedFile, KeyboardInterrupt):
         raise
     except OSError as err:
-        if err.errno is not None:
+        if err.errno in FILE_SYSTEM_ERRNOS:
             raise
         raise DamagedFile(path, f"{what} ({describe(err)})", fix) from None
     except Exception as err:  # parsers raise anything on hostile bytes: every one is damage here
