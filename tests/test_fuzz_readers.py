@@ -44,7 +44,6 @@ from sdml.data.idx import idx_bytes, parse_idx
 from sdml.data.synthetic import write_synthetic_archive
 from sdml.hierarchy.superclasses import cifar_superclasses, load_mapping
 from sdml.hierarchy.wordnet import load_tree, tree_path
-from sdml.io.atomic import atomic_torch_save
 from sdml.io.readback import DamagedFile
 from sdml.notebooks.stamps import read_stamp
 from sdml.results.analysis import check_attention
