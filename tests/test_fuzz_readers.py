@@ -392,3 +392,41 @@ def test_the_command_line_reports_a_damaged_file_in_one_line(world, tiny_data, t
     assert str(run / file) in lines[0], lines[0]
     assert checksums(run) == before
     assert hashlib.sha256((run / file).read_bytes()).hexdigest() == before[file]
+
+
+# ----------------------------------------------------------------------------- the pieces
+
+def test_a_damage_message_is_built_from_the_type_name_and_first_line_only():
+    from sdml.io.readback import describe
+
+    # UnicodeDecodeError takes five arguments: rebuilding it from one message would fail
+    err = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    assert describe(err) == ("UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in "
+                             "position 0: invalid start byte")
+    assert describe(KeyError("a\nb")) == "KeyError: 'a\\nb'"
+    assert describe(RuntimeError("first line\nsecond")) == "RuntimeError: first line"
+    assert describe(EOFError()) == "EOFError"
+
+
+def test_a_stamp_the_runner_records_reads_back_and_a_damaged_one_means_run_again(tmp_path):
+    import time
+
+    from sdml.notebooks import stamps
+
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text("{}")
+    output = tmp_path / "out" / "05_results.ipynb"
+    output.parent.mkdir()
+    output.write_text("executed")
+    params = {"data_dir": str(tmp_path / "d"), "run_root": str(tmp_path / "runs"),
+              "figures_dir": str(tmp_path / "f"), "epochs": 2}
+    stamps.record(notebook, "05_results", params, output, time.time())
+    path = stamps.stamp_path(output)
+    assert set(read_stamp(path)) == {"inputs", "outputs", "at"}
+    assert stamps.unchanged(notebook, "05_results", params, output)
+    record = json.loads(path.read_text())
+    record["outputs"] = {str(output): "not a digest"}
+    path.write_text(json.dumps(record))
+    with pytest.raises(DamagedFile, match="outputs"):
+        read_stamp(path)
+    assert not stamps.unchanged(notebook, "05_results", params, output)
