@@ -39,8 +39,6 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
-_one_line = describe
-
 
 #: Errors of the file system, not of the file's bytes: they pass through a reader for the command
 #: line to report as what they are (torch's zip reader raises EINVAL on damaged bytes: damage).
@@ -113,7 +111,7 @@ def read_text(path: str | Path, fix: str) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DamagedFile(path, f"is not UTF-8 text ({_one_line(err)})", fix) from None
+        raise DamagedFile(path, f"is not UTF-8 text ({describe(err)})", fix) from None
 
 
 def read_json(path: str | Path, fix: str, kind: type = dict):
