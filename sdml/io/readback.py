@@ -1,9 +1,12 @@
 """Reading back what the kit wrote: one place that turns a damaged file into a one-line error.
 
 Every file the kit reads again (a run's ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``,
-``predictions.pt``, superclass mappings, caches) goes through these readers. A file that cannot
-be parsed raises :class:`DamagedFile`, whose message names the file, says what is wrong and what
-to do; the reader never half-reads a file and never unpickles anything but tensors
+``predictions.pt``, superclass mappings, caches, stamps, data files) goes through these readers.
+A file that cannot be parsed, or parses but holds the wrong thing (each reader checks what it
+holds: fields, types, shapes, finite numbers in range), raises :class:`DamagedFile`, whose
+message names the file, says what is wrong and what to do. Whatever a parser raises on damaged
+bytes is reported by its type name and the first line of its text (:func:`damage_named`), never
+rebuilt. The reader never half-reads a file and never unpickles anything but tensors
 (``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
