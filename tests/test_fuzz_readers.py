@@ -44,7 +44,7 @@ from sdml.data.idx import idx_bytes, parse_idx
 from sdml.data.synthetic import write_synthetic_archive
 from sdml.hierarchy.superclasses import cifar_superclasses, load_mapping
 from sdml.hierarchy.wordnet import load_tree, tree_path
-from sdml.io.readback import DamagedFile
+from sdml.io.readback import DamagedFile, read_torch
 from sdml.notebooks.stamps import read_stamp
 from sdml.results.analysis import check_attention
 from sdml.results.cache import read_cached
@@ -430,3 +430,26 @@ def test_a_stamp_the_runner_records_reads_back_and_a_damaged_one_means_run_again
     with pytest.raises(DamagedFile, match="outputs"):
         read_stamp(path)
     assert not stamps.unchanged(notebook, "05_results", params, output)
+
+
+@pytest.mark.parametrize("text", ['{"config": ' + "1" * 5000 + "}",  # too many digits for an int
+                                  "[" * 100_000 + "]" * 100_000])    # nesting too deep to decode
+def test_json_that_python_cannot_decode_is_a_damaged_file(tmp_path, text):
+    (tmp_path / runs.CONFIG).write_text(text)
+    with pytest.raises(DamagedFile) as err:
+        runs.read_record(tmp_path)
+    assert err.value.path == str(tmp_path / runs.CONFIG)
+
+
+def test_every_cut_of_a_torch_file_is_a_damaged_file(tmp_path):
+    # torch's zip reader raises OSError(EINVAL) on some cuts: damage, not a file system error
+    buf = io.BytesIO()
+    torch.save({"epoch": 1, "x": torch.zeros(1000)}, buf)
+    data, path = buf.getvalue(), tmp_path / "cut.pt"
+    einval = 0
+    for n in range(0, len(data), 97):
+        path.write_bytes(data[:n])
+        with pytest.raises(DamagedFile) as err:
+            read_torch(path, "fix")
+        einval += "OSError" in str(err.value)
+    assert einval > 0  # the case this test is about occurred
