@@ -460,3 +460,14 @@ def test_every_cut_of_a_torch_file_is_a_damaged_file(tmp_path):
             read_torch(path, "fix")
         einval += "OSError" in str(err.value)
     assert einval > 0  # the case this test is about occurred
+
+
+def test_a_pickle_that_names_a_far_memo_slot_is_refused_before_unpickling():
+    # found by the extended fuzz run: LONG_BINPUT 2**31 - 16 in a damaged CIFAR member made the
+    # C unpickler allocate and clear ~16 GB; the check reads opcodes only, it runs nothing
+    from sdml.data.cifar import _check_memo
+
+    with pytest.raises(DamagedFile, match="memo slot 2147483632 after 2 opcodes"):
+        _check_memo(b"\x80\x02}r\xf0\xff\xff\x7f.", "member")
+    for protocol in (2, 4):
+        _check_memo(pickle.dumps({"data": np.zeros((2, 3), np.uint8), "labels": [1, 2]}, protocol), "m")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import pickletools
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -108,8 +109,23 @@ class _RestrictedUnpickler(pickle.Unpickler):
                              f"allowed; only numpy array globals are", DATA_FIX) from None
 
 
+def _check_memo(data: bytes, where: str) -> None:
+    """Refuse a pickle that stores into a memo slot past its number of opcodes.
+
+    The C unpickler grows its memo to the largest slot a ``PUT`` names: one damaged 4-byte
+    index (``LONG_BINPUT 2**31``) makes it allocate and clear gigabytes before anything fails.
+    A pickle writer numbers the slots 0, 1, 2, ..., so a slot never exceeds the opcodes before it.
+    """
+    for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > count:
+            raise DamagedFile(where, f"the pickle stores into memo slot {arg} after {count} "
+                                     f"opcodes; it is damaged", DATA_FIX)
+
+
 def _unpickle(data: bytes, where: str) -> dict:
-    """Unpickle one archive member with :class:`_RestrictedUnpickler`; keys become ``str``."""
+    """Unpickle one archive member with :class:`_RestrictedUnpickler` (after
+    :func:`_check_memo`); keys become ``str``."""
+    _check_memo(data, where)
     obj = _RestrictedUnpickler(data, where).load()
     if not isinstance(obj, dict):
         raise DamagedFile(where, f"expected a pickled dict, got {type(obj).__name__}", DATA_FIX)
