@@ -471,3 +471,11 @@ def test_a_pickle_that_names_a_far_memo_slot_is_refused_before_unpickling():
         _check_memo(b"\x80\x02}r\xf0\xff\xff\x7f.", "member")
     for protocol in (2, 4):
         _check_memo(pickle.dumps({"data": np.zeros((2, 3), np.uint8), "labels": [1, 2]}, protocol), "m")
+
+
+def test_a_damage_message_is_one_short_line_whatever_it_quotes(tmp_path):
+    # found by the extended fuzz run: a checkpoint whose epoch is a (2, 1) tensor was reported
+    # with the tensor's repr, which spans two lines
+    err = DamagedFile(tmp_path / "f", f"its epoch {torch.zeros(2, 1)!r} is not a count", "fix it")
+    assert "\n" not in str(err) and str(err).endswith("is not a count; fix it")
+    assert len(str(DamagedFile("f", "x" * 10_000, "fix"))) < 320

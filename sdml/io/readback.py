@@ -25,6 +25,9 @@ class DamagedFile(ValueError):
 
     def __init__(self, path: str | Path, what: str, fix: str):
         self.path = str(path)
+        # one line, whatever ``what`` quotes (a tensor's repr spans lines), and a short one
+        what = " ".join(str(what).split())
+        what = what if len(what) <= 300 else what[:297] + "..."
         super().__init__(f"{self.path}: {what}; {fix}")
 
 
