@@ -347,11 +347,18 @@ def test_a_damaged_file_is_one_damaged_file_error(world, guarded, name):
 
     try:
         fuzz()
+        outcome = "passed"
+    except KeyboardInterrupt:
+        outcome = "stopped"
+        raise
+    except BaseException:
+        outcome = "failed"
+        raise
     finally:
         (folder / file).write_bytes(valid)
-    if os.environ.get("SDML_FUZZ_LOG"):  # the examples this reader survived, for docs/fuzzing.md
-        with open(os.environ["SDML_FUZZ_LOG"], "a") as log:
-            log.write(f"{name}\t{len(examples)}\n")
+        if os.environ.get("SDML_FUZZ_LOG"):  # examples this reader survived, for docs/fuzzing.md
+            with open(os.environ["SDML_FUZZ_LOG"], "a") as log:
+                log.write(f"{name}\t{len(examples)}\t{outcome}\n")
 
 
 def test_the_profile_is_derandomized():
