@@ -5,6 +5,18 @@ import os
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+#: Examples per reader of the fuzz suite (tests/test_fuzz_readers.py): a small fixed number in
+#: CI; ``SDML_FUZZ_EXAMPLES=10000`` runs the extended setting.
+FUZZ_EXAMPLES = int(os.environ.get("SDML_FUZZ_EXAMPLES", "50"))
+
+# Property tests are deterministic: the same examples on every run (derandomize), no example
+# database carried between runs, and no deadline (a loaded machine is not a failure).
+settings.register_profile("sdml", derandomize=True, database=None, deadline=None,
+                          max_examples=FUZZ_EXAMPLES, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("sdml")
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,7 @@ def lab(project, tmp_path_factory):
     notebook.mkdir(parents=True)
     (notebook / "tracker.jupyterlab-settings").write_text(
         json.dumps({"windowingMode": "none"}))  # every cell in the page, in view or not
+    # the token is a secret, not a test input (tests/test_no_chance.py exempts it)
     port, token = _free_port(), base64.b32encode(os.urandom(15)).decode().lower()
     env = {**os.environ, "PYTHONPATH": str(project), "JUPYTER_CONFIG_DIR": str(home / "config"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
@@ -87,6 +88,11 @@ def lab(project, tmp_path_factory):
         server = subprocess.Popen(cmd, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
+        # Wall clock in this file: only upper bounds on waits, polled every 0.2-0.5 s (server up
+        # within 90 s, a kernel idle within 90 s, Run All within 240 s, a picture settled within
+        # 30 s). Nothing asserts that something is fast; a false failure needs a step to take
+        # 10-100 times its usual time. _settle's "still for 1.5 s" is the one judgement by time:
+        # a picture that changes again after 1.5 s still is compared as it then is.
         deadline = time.monotonic() + 90
         while True:
             try:

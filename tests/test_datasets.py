@@ -288,7 +288,7 @@ def test_grayscale_peers_have_one_input_channel_looped_or_fused():
     kw = dict(depth=8, num_classes=10, width=4, in_channels=1)
     loop = build_peers(2, "loop", torch.Generator().manual_seed(0), **kw).eval()
     fused = build_peers(2, "grouped", torch.Generator().manual_seed(0), **kw).eval()
-    x = torch.randn(5, 1, 28, 28)
+    x = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     assert loop.peers[0].conv1.weight.shape[1] == 1
     torch.testing.assert_close(fused(x), loop(x), atol=1e-5, rtol=1e-4)
     two_runs = GroupedPeers(2, runs=2, generator=torch.Generator().manual_seed(0), **kw).eval()
@@ -297,7 +297,7 @@ def test_grayscale_peers_have_one_input_channel_looped_or_fused():
     torch.testing.assert_close(out[:2], loop(x), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out[2:], loop(x), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match=r"expected \(B, 2, H, W\), 1 channel"):
-        two_runs(torch.randn(2, 3, 28, 28))
+        two_runs(torch.zeros(2, 3, 28, 28))
 
 
 def test_results_of_a_fashion_run_read_its_superclasses_and_show_no_paper_numbers(tmp_path,

@@ -1,13 +1,11 @@
-"""Fault injection: SIGKILL at random points of a run and of its resumes, a full disk, two
+"""Fault injection: SIGKILL at fixed points of a run and of its resumes, a full disk, two
 processes on one folder, Ctrl-C, divergence, a cut metrics line and leftovers of a killed write.
 Every interrupted run, once resumed, must equal an uninterrupted one tensor by tensor."""
 import json
-import random
 import shlex
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -25,25 +23,29 @@ EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_data):
-    """An uninterrupted run (in this process) and the seconds its training took."""
+    """An uninterrupted run (in this process): (the folder holding it, the run)."""
     root = tmp_path_factory.mktemp("faults")
     (root / "data").symlink_to(tiny_data)
-    t0 = time.perf_counter()
     assert main(train_argv(root / "ref", root / "data", EPOCHS)) == 0
-    return root, root / "ref", time.perf_counter() - t0
+    return root, root / "ref"
+
+
+def start_paused(run, data, step: str, n: int, *extra):
+    """A ``train --resume`` of ``run`` in a child that waits at its kill point (see
+    tests/kill_point.py) until it is killed; returns once it waits there."""
+    proc = subprocess.Popen([python(), str(Path(__file__).with_name("kill_point.py")), step, str(n),
+                             *train_argv(run, data, EPOCHS, "--resume", *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env())
+    if not any(line.startswith(f"[kill-point] {step} {n}") for line in proc.stdout):
+        proc.wait()
+        pytest.fail(f"no kill point {step} {n}: {proc.stderr.read()}")
+    return proc
 
 
 def start(argv):
     return subprocess.Popen([python(), "-m", "sdml", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=subprocess_env())
-
-
-def wait_for_start(proc) -> bool:
-    """Read the child's output until its run header (the folder is claimed and checked)."""
-    for line in proc.stdout:
-        if line.startswith("[sdml] run"):
-            return True
-    return False
 
 
 def one_error_line(capsys) -> str:
@@ -53,36 +55,39 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_sigkill_at_random_points_then_resume_equals_uninterrupted(reference):
-    root, ref, seconds = reference
-    rng = random.Random(2026)  # a fixed schedule of kills
-    run, landed = root / "killed", 0
-    for _ in range(4):  # each start after the first is a resume, and is killed too
-        proc = start(train_argv(run, root / "data", EPOCHS, "--resume"))
-        if not wait_for_start(proc):
-            pytest.fail(proc.stderr.read())
-        # within the first half of what is left: each resume starts where the last kill cut,
-        # so the kills move through the whole run
-        time.sleep(rng.uniform(0.0, seconds / 2))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            landed += 1
+#: (step, n): where each start is killed (see tests/kill_point.py). Each start after the first
+#: is a resume of what the kill before left: a run cut in its second epoch; an epoch's metrics
+#: line written and its checkpoint not; a checkpoint's temporary file written and not renamed;
+#: every epoch done and the predictions not written.
+KILLS = [("epoch", 2), ("checkpoint", 1), ("rename", 2), ("predictions", 1)]
+
+
+def test_sigkill_at_fixed_points_then_resume_equals_uninterrupted(reference):
+    root, ref = reference
+    run = root / "killed"
+    for step, n in KILLS:
+        # the child waits at its kill point until it is killed: the kill always lands there
+        proc = start_paused(run, root / "data", step, n)
+        proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        if run.exists():  # what a kill leaves must always be something a resume can continue
-            assert not (run / runs.CONFIG).exists() or runs.read_record(run)
-    assert landed >= 2  # the schedule really cut runs short
+        assert proc.returncode == -signal.SIGKILL
+        # what a kill leaves must always be something a resume can continue
+        assert runs.read_record(run) and runs.read_metrics(run)
+        if step == "rename":
+            assert [p for p in run.iterdir() if p.name.endswith(".tmp")]
+        if step == "predictions":
+            assert runs.load_checkpoint_epoch(run) == EPOCHS and not (run / runs.PREDICTIONS).exists()
     assert main(train_argv(run, root / "data", EPOCHS, "--resume")) == 0
     assert_same_run(ref, run)
 
 
 def test_a_second_process_is_refused_while_the_first_holds_the_folder(reference, capsys):
-    root, _, _ = reference
+    root, _ = reference
     run = root / "busy"
-    first = start(train_argv(run, root / "data", 30))
+    first = start_paused(run, root / "data", "epoch", 1)  # holds the folder until killed
     try:
-        assert wait_for_start(first)
         for extra in ([], ["--resume"]):
-            assert main(train_argv(run, root / "data", 30, *extra)) == EXIT_BUSY
+            assert main(train_argv(run, root / "data", EPOCHS, *extra)) == EXIT_BUSY
             line = one_error_line(capsys)
             assert f"pid {first.pid}" in line and str(run) in line
     finally:
@@ -93,7 +98,7 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(reference,
 
 
 def test_two_processes_started_together_on_a_new_folder(reference):
-    root, _, _ = reference
+    root, _ = reference
     run = root / "race"
     procs = [start(train_argv(run, root / "data", 2)) for _ in range(2)]
     codes = sorted(p.wait() for p in procs)
@@ -120,7 +125,7 @@ def test_full_disk_is_one_line_and_the_run_resumes(reference, capsys, tmp_path):
 
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CI runs the tests as root)")
-    root, ref, _ = reference
+    root, ref = reference
     mnt = tmp_path / "disk"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode:
@@ -147,7 +152,7 @@ def test_full_disk_is_one_line_and_the_run_resumes(reference, capsys, tmp_path):
 
 
 def test_ctrl_c_gives_the_exact_resume_command(reference, capsys, monkeypatch):
-    root, ref, _ = reference
+    root, ref = reference
     real, calls = train_mod.train_one_epoch, {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -168,7 +173,7 @@ def test_ctrl_c_gives_the_exact_resume_command(reference, capsys, monkeypatch):
 
 
 def test_divergence_is_one_line_that_tells_the_truth_about_checkpoints(reference, capsys):
-    root, _, _ = reference
+    root, _ = reference
     run = root / "diverged"
     assert main(train_argv(run, root / "data", 2, "--lr", "1e6")) == EXIT_DIVERGED
     line = one_error_line(capsys)
@@ -177,7 +182,7 @@ def test_divergence_is_one_line_that_tells_the_truth_about_checkpoints(reference
 
 
 def test_cut_metrics_line_and_stale_temporary_files_are_repaired(reference):
-    root, ref, _ = reference
+    root, ref = reference
     run = root / "cut"
     assert main(train_argv(run, root / "data", 2)) == 0
     # a kill during epoch 3's append, and one during a checkpoint write

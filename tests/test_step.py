@@ -37,7 +37,7 @@ def test_plan_draws_a_shuffle_partners_and_the_methods_ratios():
 def test_plan_without_augmentation_is_the_identity_crop():
     plan = plan_epoch(torch.arange(200) % 100, 20, 5, "none", SC, torch.Generator().manual_seed(0),
                       {}, augment=False)
-    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     assert torch.equal(crop_flip(x, plan.dy[0], plan.dx[0], plan.flip[0]), x)
     assert torch.all(plan.lam == 1)
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import pickletools
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from sdml.data.files import check_md5, download_checked, file_md5
+from sdml.data.files import DATA_FIX, check_md5, download_checked, file_md5
 from sdml.data.spec import DatasetArrays, DatasetFile, DatasetSpec
+from sdml.io.readback import DamagedFile, damage_named
 from sdml.hierarchy.classes import CIFAR10_NAMES, COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 
 __all__ = ["ARCHIVE_NAME", "CIFAR10", "CIFAR100", "CIFAR100_MD5", "CIFAR100_URL", "CifarArrays",
@@ -103,15 +105,30 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise ValueError(f"{self.where}: the pickle refers to {module}.{name}, which is not "
-                             f"allowed; only numpy array globals are") from None
+            raise DamagedFile(self.where, f"the pickle refers to {module}.{name}, which is not "
+                             f"allowed; only numpy array globals are", DATA_FIX) from None
+
+
+def _check_memo(data: bytes, where: str) -> None:
+    """Refuse a pickle that stores into a memo slot past its number of opcodes.
+
+    The C unpickler grows its memo to the largest slot a ``PUT`` names: one damaged 4-byte
+    index (``LONG_BINPUT 2**31``) makes it allocate and clear gigabytes before anything fails.
+    A pickle writer numbers the slots 0, 1, 2, ..., so a slot never exceeds the opcodes before it.
+    """
+    for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > count:
+            raise DamagedFile(where, f"the pickle stores into memo slot {arg} after {count} "
+                                     f"opcodes; it is damaged", DATA_FIX)
 
 
 def _unpickle(data: bytes, where: str) -> dict:
-    """Unpickle one archive member with :class:`_RestrictedUnpickler`; keys become ``str``."""
+    """Unpickle one archive member with :class:`_RestrictedUnpickler` (after
+    :func:`_check_memo`); keys become ``str``."""
+    _check_memo(data, where)
     obj = _RestrictedUnpickler(data, where).load()
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a pickled dict, got {type(obj).__name__}")
+        raise DamagedFile(where, f"expected a pickled dict, got {type(obj).__name__}", DATA_FIX)
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -123,15 +140,15 @@ def _read_members(path: Path, layout: Layout) -> dict[str, bytes]:
         for member in tar:
             name = PurePosixPath(member.name)
             if name.is_absolute() or ".." in name.parts:
-                raise ValueError(f"{path}: member {member.name!r} has an unsafe path; refused")
+                raise DamagedFile(path, f"member {member.name!r} has an unsafe path; refused", DATA_FIX)
             if str(name) not in wanted:
                 continue
             if not member.isfile() or str(name) in found:
-                raise ValueError(f"{path}: member {member.name!r} is not a single regular file")
+                raise DamagedFile(path, f"member {member.name!r} is not a single regular file", DATA_FIX)
             found[str(name)] = tar.extractfile(member).read()
     missing = [m for m in layout.members if m not in found]
     if missing:
-        raise ValueError(f"{path}: member(s) {missing} missing; not the python archive expected")
+        raise DamagedFile(path, f"member(s) {missing} missing; not the python archive expected", DATA_FIX)
     return found
 
 
@@ -140,30 +157,30 @@ def _split_arrays(d: dict, where: str, layout: Layout) -> tuple[np.ndarray, np.n
     keys = ("data", layout.label_key) + ((layout.coarse_key,) if layout.coarse_key else ())
     for key in keys:
         if key not in d:
-            raise ValueError(f"{where}: key {key!r} missing (keys: {sorted(d)})")
+            raise DamagedFile(where, f"key {key!r} missing (keys: {sorted(d)})", DATA_FIX)
     data = np.asarray(d["data"])
     n = data.shape[0] if data.ndim == 2 else -1
     side = int(round((data.shape[-1] / 3) ** 0.5)) if data.ndim == 2 else 0
     if data.dtype != np.uint8 or n < 0 or 3 * side * side != data.shape[1]:
-        raise ValueError(f"{where}: 'data' must be uint8 of shape (N, 3*S*S), "
-                         f"got {data.dtype} {data.shape}")
+        raise DamagedFile(where, f"'data' must be uint8 of shape (N, 3*S*S), "
+                         f"got {data.dtype} {data.shape}", DATA_FIX)
     fine = np.asarray(d[layout.label_key], dtype=np.int64)
     coarse = (np.asarray(d[layout.coarse_key], dtype=np.int64) if layout.coarse_key
               else np.full(n, -1, dtype=np.int64))
     if fine.shape != (n,) or coarse.shape != (n,):
-        raise ValueError(f"{where}: {n} images but {fine.shape} labels and {coarse.shape} "
-                         f"coarse labels")
+        raise DamagedFile(where, f"{n} images but {fine.shape} labels and {coarse.shape} "
+                         f"coarse labels", DATA_FIX)
     if n and (fine.min() < 0 or fine.max() >= len(layout.names)):
-        raise ValueError(f"{where}: labels must lie in 0..{len(layout.names) - 1}, got "
-                         f"{fine.min()}..{fine.max()}")
+        raise DamagedFile(where, f"labels must lie in 0..{len(layout.names) - 1}, got "
+                         f"{fine.min()}..{fine.max()}", DATA_FIX)
     if layout.coarse_key:
         bad = np.nonzero(coarse != np.asarray(FINE_TO_COARSE)[fine])[0]
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"{where}: {bad.size} sample(s) have a coarse label that is not "
+            raise DamagedFile(where, f"{bad.size} sample(s) have a coarse label that is not "
                              f"their class's superclass, e.g. sample {i}: fine {fine[i]} "
                              f"({FINE_NAMES[fine[i]]}), coarse {coarse[i]}, expected "
-                             f"{FINE_TO_COARSE[fine[i]]}")
+                             f"{FINE_TO_COARSE[fine[i]]}", DATA_FIX)
     return data.reshape(n, 3, side, side), fine, coarse
 
 
@@ -182,6 +199,13 @@ def read_archive(path: str | Path, md5: str, dataset: str = "cifar100") -> Datas
     """
     path, layout = Path(path), LAYOUTS[dataset]
     check_md5(path, md5)
+    # tarfile, gzip and the unpickler raise many types on a damaged archive: each is reported
+    # as the damage it is, naming the archive
+    with damage_named(path, DATA_FIX, "is not a readable CIFAR python archive"):
+        return _read_checked(path, layout, dataset)
+
+
+def _read_checked(path: Path, layout: Layout, dataset: str) -> DatasetArrays:
     raw = _read_members(path, layout)
     meta = _unpickle(raw[layout.meta], f"{path}:{layout.meta}")
     expected = [(layout.names_key, layout.names)]
@@ -190,15 +214,15 @@ def read_archive(path: str | Path, md5: str, dataset: str = "cifar100") -> Datas
     for key, names_expected in expected:
         names = tuple(meta.get(key, ()))
         if names != names_expected:
-            raise ValueError(f"{path}: meta {key!r} differ from the {dataset} class names of "
-                             f"sdml.hierarchy.classes (got {len(names)} names starting "
-                             f"{names[:3]})")
+            raise DamagedFile(path, f"meta {key!r} differ from the {dataset} class names of "
+                                    f"sdml.hierarchy.classes (got {len(names)} names starting "
+                                    f"{str(names[:3])[:80]})", DATA_FIX)
     splits = {s: _concat([_split_arrays(_unpickle(raw[m], f"{path}:{m}"), f"{path}:{m}", layout)
                           for m in getattr(layout, s)]) for s in ("train", "test")}
     (train_x, train_y, train_c), (test_x, test_y, test_c) = splits["train"], splits["test"]
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise ValueError(f"{path}: train images {train_x.shape[1:]} and test images "
-                         f"{test_x.shape[1:]} differ in size")
+        raise DamagedFile(path, f"train images {train_x.shape[1:]} and test images "
+                                f"{test_x.shape[1:]} differ in size", DATA_FIX)
     coarse_names = COARSE_NAMES if layout.coarse_key else ()
     return DatasetArrays(train_x, train_y, train_c, test_x, test_y, test_c, layout.names,
                          coarse_names, dataset)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sdml.data.files import download_checked
+from sdml.data.files import DATA_FIX, download_checked
 from sdml.data.idx import read_idx
 from sdml.data.spec import DatasetArrays, DatasetFile, DatasetSpec
+from sdml.io.readback import DamagedFile
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -80,13 +81,13 @@ def locate(root: str | Path, download: bool = True, spec: DatasetSpec = FASHION_
 def _split(images: np.ndarray, labels: np.ndarray, where: str, spec: DatasetSpec):
     c, h, w = spec.shape
     if images.shape[1:] != (h, w):
-        raise ValueError(f"{where}: images are {images.shape[1]}x{images.shape[2]}, expected "
-                         f"{h}x{w}")
+        raise DamagedFile(where, f"images are {images.shape[1]}x{images.shape[2]}, expected "
+                         f"{h}x{w}", DATA_FIX)
     if len(images) != len(labels):
-        raise ValueError(f"{where}: {len(images)} images but {len(labels)} labels")
+        raise DamagedFile(where, f"{len(images)} images but {len(labels)} labels", DATA_FIX)
     if labels.size and labels.max() >= spec.num_classes:
-        raise ValueError(f"{where}: labels must lie in 0..{spec.num_classes - 1}, got up to "
-                         f"{labels.max()}")
+        raise DamagedFile(where, f"labels must lie in 0..{spec.num_classes - 1}, got up to "
+                         f"{labels.max()}", DATA_FIX)
     return images.reshape(len(images), c, h, w), labels.astype(np.int64)
 
 

@@ -6,6 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from sdml.io.readback import DamagedFile
+
+#: What to do about a damaged data file.
+DATA_FIX = "delete it and fetch or generate it again"
+
 
 def bytes_md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -20,14 +25,15 @@ def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def md5_error(where: str | Path, actual: str, expected: str) -> ValueError:
-    return ValueError(f"{where}: md5 is {actual}, expected {expected}; the file is corrupt or "
-                      f"not the one it claims to be, so it is refused (delete it and fetch or "
-                      f"generate it again)")
+def md5_error(where: str | Path, actual: str, expected: str) -> DamagedFile:
+    return DamagedFile(where, f"md5 is {actual}, expected {expected}", "the file is corrupt or "
+                       "not the one it claims to be, so it is refused (delete it and fetch or "
+                       "generate it again)")
 
 
 def check_md5(path: str | Path, expected: str) -> None:
-    """Raise ``ValueError`` naming the file and both checksums unless ``md5(path) == expected``."""
+    """Raise :class:`~sdml.io.readback.DamagedFile` (a ``ValueError``) naming the file and both
+    checksums unless ``md5(path) == expected``."""
     actual = file_md5(path)
     if actual != expected:
         raise md5_error(path, actual, expected)

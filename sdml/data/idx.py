@@ -10,12 +10,14 @@ number of dimensions, and that the dimensions account for exactly the bytes that
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from sdml.data.files import bytes_md5, md5_error
+from sdml.data.files import DATA_FIX, bytes_md5, md5_error
+from sdml.io.readback import FILE_SYSTEM_ERRNOS, DamagedFile, describe
 
 UBYTE = 0x08
 
@@ -28,24 +30,27 @@ def idx_bytes(path: str | Path) -> bytes:
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: not a complete gzip file ({err}); delete it and fetch it "
-                         f"again") from None
+    except (OSError, EOFError, zlib.error, ValueError, MemoryError) as err:
+        if isinstance(err, OSError) and err.errno in FILE_SYSTEM_ERRNOS:
+            raise  # a file system error, not damage
+        raise DamagedFile(path, f"not a complete gzip file ({describe(err)})", DATA_FIX) from None
 
 
 def parse_idx(data: bytes, where: str, ndim: int) -> np.ndarray:
     """The uint8 array an idx file's bytes hold, after checking the header against ``ndim``."""
     if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{where}: {len(data)} bytes, too short for an idx header of "
-                         f"{ndim} dimension(s)")
+        raise DamagedFile(where, f"{len(data)} bytes, too short for an idx header of "
+                                 f"{ndim} dimension(s)", DATA_FIX)
     if data[0] != 0 or data[1] != 0 or data[2] != UBYTE or data[3] != ndim:
-        raise ValueError(f"{where}: magic number {data[:4].hex()} is not that of an idx file of "
-                         f"unsigned bytes with {ndim} dimension(s) (expected 000008{ndim:02x})")
+        raise DamagedFile(where, f"magic number {data[:4].hex()} is not that of an idx file of "
+                                 f"unsigned bytes with {ndim} dimension(s) (expected 000008{ndim:02x})",
+                          DATA_FIX)
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     body = len(data) - 4 - 4 * ndim
-    if int(np.prod(dims, dtype=np.int64)) != body:
-        raise ValueError(f"{where}: the header gives dimensions {dims} ({np.prod(dims)} values) "
-                         f"but {body} bytes follow it; the file is truncated or malformed")
+    if math.prod(dims) != body:  # Python ints: four 32-bit dimensions cannot overflow
+        raise DamagedFile(where, f"the header gives dimensions {dims} ({math.prod(dims)} "
+                                 f"values) but {body} bytes follow it; the file is truncated or "
+                                 f"malformed", DATA_FIX)
     # a writable copy: torch refuses to share memory with a read-only buffer
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from sdml.data.cifar import ARCHIVE_NAME, MEMBERS
 from sdml.hierarchy.superclasses import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+from sdml.io.readback import DamagedFile, read_json
 from sdml.io.atomic import atomic_write_bytes, atomic_write_json
 
 VERSION = 1  # bump when the images change, so cached archives are not reused
@@ -197,14 +197,10 @@ def ensure_synthetic(root: str | Path, n_train_per_class: int = DEFAULTS["n_trai
                            f"test{n_test_per_class}-seed{seed}-size{size}")
     archive, manifest = folder / ARCHIVE_NAME, folder / "manifest.json"
     if archive.is_file() and manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{manifest} is not valid JSON ({err}); delete {folder} to "
-                             f"generate the dataset again") from None
+        fix = f"delete {folder} to generate the dataset again"
+        recorded = read_json(manifest, fix)
         if recorded.get("params") != params or not isinstance(recorded.get("md5"), str):
-            raise ValueError(f"{manifest} does not describe {params}; delete {folder} to "
-                             f"generate the dataset again")
+            raise DamagedFile(manifest, f"does not describe {params}", fix)
         return archive, recorded["md5"]
     # The archive first, then its manifest: an interrupted run leaves no manifest, so the next
     # call generates again.

@@ -21,7 +21,6 @@ here. The committed trees and mappings (:func:`tree_path`, :func:`mapping_path`:
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from urllib.request import getproxies, proxy_bypass
 
 from sdml.hierarchy.superclasses import MAPPINGS_DIR, Superclasses, own_superclasses, save_mapping
 from sdml.io.atomic import atomic_write_json
+from sdml.io.readback import DamagedFile, damage_named, read_json
 from sdml.hierarchy.wordnet_groups import (adjusted_rand_index, agreement, derive_superclasses,
                                            normalised_similarity, normalized_mutual_info,
                                            soft_beta_alpha)
@@ -292,10 +292,14 @@ def load_tree(path: str | Path | None = None, dataset: str = "cifar100") -> Tree
     if not path.is_file():
         raise FileNotFoundError(f"wordnet: tree file {str(path)!r} does not exist "
                                 "(write it with run_hierarchy(k, out, tree_out=...))")
-    tree = Tree.from_json(json.loads(path.read_text()), source=str(path))
+    fix = ("restore it (git checkout), or write it again with "
+           "run_hierarchy(k, out, tree_out=...)")
+    obj = read_json(path, fix)
+    with damage_named(path, fix, "is not a WordNet tree of the kit"):
+        tree = Tree.from_json(obj, source="tree")
     if tree.dataset != dataset:
-        raise ValueError(f"{path}: the tree was made for the classes of {tree.dataset!r}, not "
-                         f"{dataset!r}")
+        raise DamagedFile(path, f"the tree was made for the classes of {tree.dataset!r}, not "
+                                f"{dataset!r}", fix)
     return tree
 
 

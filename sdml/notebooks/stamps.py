@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 
 from sdml.io.atomic import atomic_write_json
+from sdml.io.readback import DamagedFile, check, read_json
 from sdml.notebooks.params import PROJECT_ROOT
 
 RUN_FILES = ("config.json", "metrics.jsonl", "predictions.pt")  # what "runs" means, per run
@@ -120,10 +122,9 @@ def _saved(output: Path) -> dict | None:
     if not path.is_file() or not Path(output).is_file():
         return None
     try:
-        saved = json.loads(path.read_text())
-        return saved if isinstance(saved["inputs"], dict) and isinstance(saved["outputs"], dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None  # a damaged record: run again
+        return read_stamp(path)
+    except DamagedFile:
+        return None  # a damaged record: run again (a successful run writes it anew)
 
 
 def outputs_intact(output: Path) -> bool:
@@ -139,3 +140,30 @@ def unchanged(notebook_file: Path, notebook: str, params: dict, output: Path) ->
     if saved is None or saved["inputs"] != inputs(notebook_file, notebook, params):
         return False
     return outputs_intact(output)
+
+
+STAMP_FIX = "delete it; the notebook runs again and writes it anew"
+
+
+def read_stamp(path: Path) -> dict:
+    """A stamp read and checked: ``inputs`` an object of the fields :func:`inputs` writes (its
+    ``reads`` a map of path to SHA-256), ``outputs`` a map of path to SHA-256, ``at`` a finite
+    time; else :class:`~sdml.io.readback.DamagedFile` naming it."""
+    saved = read_json(path, STAMP_FIX)
+
+    def digests(obj) -> bool:
+        return isinstance(obj, dict) and all(
+            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+            for v in obj.values())
+
+    ins = saved.get("inputs")
+    check(isinstance(ins, dict) and set(ins) == {"notebook", "params", "library", "reads"}
+          and isinstance(ins["params"], dict) and digests(ins["reads"])
+          and digests({"notebook": ins["notebook"], "library": ins["library"]}), path,
+          "its 'inputs' is not the record of a notebook's inputs", STAMP_FIX)
+    check(digests(saved.get("outputs")), path, "its 'outputs' is not a map of file to SHA-256",
+          STAMP_FIX)
+    at = saved.get("at")
+    check(isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at) and at >= 0,
+          path, f"its time 'at' {str(at)[:40]} is not a finite time", STAMP_FIX)
+    return saved

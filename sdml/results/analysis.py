@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from sdml.data.batches import eval_batches
+from sdml.io.readback import expect_tensor
 from sdml.results import attention, latent
 from sdml.results.cache import cached
 from sdml.results.features import TrainedRun, load_trained, run_features
@@ -125,7 +126,8 @@ def projections(trained: list[TrainedRun], n_points: int = 600, seed: int = 0,
             return {"index": index, "points": {m: {k: torch.from_numpy(latent.project(f, k, seed)).float()
                                                    for k in kinds} for m, f in chosen.items()}}
 
-        value = cached(t.path / PROJECTIONS, key, compute)
+        value = cached(t.path / PROJECTIONS, key, compute,
+                       lambda v: check_projections(v, len(feats["y"]), list(kinds)))
         out.append({"run": t.label, "group": label(t), "y": feats["y"][value["index"]],
                     "superclass_of": t.superclasses.of, "superclass_names": t.superclasses.superclass_names,
                     "class_names": t.class_names, "points": value["points"]})
@@ -162,7 +164,40 @@ def run_attention(t: TrainedRun, n_pairs: int = 64, seed: int = 0, lams=attentio
                               for p in t.peers])  # (K, cams, L, 2, P)
         return {"shares": shares, "same": same}
 
-    return cached(t.path / ATTENTION, key, compute)
+    return cached(t.path / ATTENTION, key, compute,
+                  lambda v: check_attention(v, len(t.peers), len(cams), len(lams)))
+
+
+def check_projections(value, n_test: int, kinds: list[str]) -> None:
+    """Raise ``ValueError`` unless ``value`` is what :func:`projections` caches: ``index`` (n,)
+    test indices and ``points`` {member: {kind: (n, 2) finite floats}}."""
+    if not isinstance(value, dict) or set(value) != {"index", "points"}:
+        raise ValueError("not a dict of 'index' and 'points'")
+    index = value["index"]
+    expect_tensor(index, "index", (None,), floating=False)
+    if len(index) and not bool(((index >= 0) & (index < n_test)).all()):
+        raise ValueError(f"'index' holds indices outside 0..{n_test - 1}")
+    points = value["points"]
+    if not isinstance(points, dict) or not all(isinstance(m, dict) and sorted(m) == sorted(kinds)
+                                               for m in points.values()):
+        raise ValueError(f"'points' is not {{member: {{kind: points}}}} for the kinds {kinds}")
+    for member, by_kind in points.items():
+        for kind, p in by_kind.items():
+            expect_tensor(p, f"points[{member}][{kind}]", (len(index), 2), floating=True, finite=True)
+
+
+def check_attention(value, k: int, n_cams: int, n_lams: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is what :func:`run_attention` caches: ``shares``
+    (K, cams, lams, 2, P) floats in [0, 1] (NaN where a map is all zero) and ``same`` (P,)
+    booleans."""
+    if not isinstance(value, dict) or set(value) != {"shares", "same"}:
+        raise ValueError("not a dict of 'shares' and 'same'")
+    shares, same = value["shares"], value["same"]
+    expect_tensor(shares, "shares", (k, n_cams, n_lams, 2, None), floating=True)
+    if not isinstance(same, torch.Tensor) or same.dtype != torch.bool or same.shape != shares.shape[-1:]:
+        raise ValueError(f"'same' is not ({shares.shape[-1]},) booleans")
+    if bool(((shares < 0) | (shares > 1)).any()):  # NaN compares false: it passes
+        raise ValueError("'shares' holds values outside [0, 1]")
 
 
 def attention_frame(trained: list[TrainedRun], n_pairs: int = 64, seed: int = 0,

@@ -10,7 +10,6 @@ run's weights or its data change; :func:`load_trained` refuses data other than t
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from sdml.data.batches import DeviceData, eval_batches, to_device
 from sdml.hierarchy.superclasses import Superclasses, from_json
+from sdml.io.readback import damage_named, expect_tensor
 from sdml.results.cache import cached, file_digest
 from sdml.training import runs
 from sdml.training.config import Config, from_dict
@@ -63,11 +63,13 @@ def load_peers(run_dir: str | Path, device: torch.device | str = "cpu") -> list[
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint; train the run (notebook 04) first")
     state = runs.read_checkpoint(path, map_location=device)  # checked; weights_only=True
+    runs.check_checkpoint_fits(path, state, cfg)
     first = state["peers"][0]
     num_classes, in_channels = int(first["fc.weight"].shape[0]), int(first["conv1.weight"].shape[1])
     # a checkpoint holds plain per-peer weights whichever layout trained them
     model = build_model(cfg, num_classes, device, "loop", in_channels)
-    model.load_peer_state_dicts(state["peers"])
+    with damage_named(path, runs.CHECKPOINT_FIX, "does not fit the run's model"):
+        model.load_peer_state_dicts(state["peers"])
     model.eval()
     return list(model.peers)
 
@@ -75,10 +77,11 @@ def load_peers(run_dir: str | Path, device: torch.device | str = "cpu") -> list[
 def run_superclasses(run_dir: str | Path) -> Superclasses:
     """The superclass mapping a run mixed with, as its ``config.json`` recorded it."""
     path = Path(run_dir) / runs.CONFIG
-    saved = json.loads(path.read_text())
+    saved = runs.read_record(run_dir)  # checked: a damaged file is one line naming it
     if "superclasses" in saved:
         mapping = saved["superclasses"]
-        return from_json(mapping, source=str(path), dataset=mapping.get("dataset", "cifar100"))
+        with damage_named(path, runs.CONFIG_FIX, "its 'superclasses' is not a valid mapping"):
+            return from_json(mapping, source="superclasses", dataset=mapping.get("dataset", "cifar100"))
     from sdml.data.datasets import get_spec
     from sdml.hierarchy.resolve import resolve_superclasses
 
@@ -142,4 +145,15 @@ def run_features(trained: TrainedRun, batch_size: int = 500) -> dict[str, torch.
         return {"features": test_features(trained.peers, trained.data, batch_size),
                 "y": trained.data.test_y.cpu(), "coarse": trained.data.test_coarse.cpu()}
 
-    return cached(trained.path / FEATURES, key, compute)
+    return cached(trained.path / FEATURES, key, compute,
+                  lambda value: check_features(value, len(trained.peers), key["n_test"]))
+
+
+def check_features(value, k: int, n: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``{"features": (k, n, F) finite floats, "y": (n,),
+    "coarse": (n,)}`` (what :func:`run_features` caches)."""
+    if not isinstance(value, dict) or set(value) != {"features", "y", "coarse"}:
+        raise ValueError("not a dict of 'features', 'y' and 'coarse'")
+    expect_tensor(value["features"], "features", (k, n, None), floating=True, finite=True)
+    expect_tensor(value["y"], "y", (n,), floating=False)
+    expect_tensor(value["coarse"], "coarse", (n,), floating=False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from pathlib import Path
 
 import torch
@@ -102,7 +101,7 @@ def check_world_size(run_dir: Path, world_size: int) -> None:
     path = Path(run_dir) / runs.CONFIG
     if not path.exists():
         return
-    saved = json.loads(path.read_text()).get("ddp", {}).get("world_size")
+    saved = runs.read_record(run_dir).get("ddp", {}).get("world_size")
     if saved is not None and saved != world_size:
         raise ValueError(f"ddp: the run in {str(run_dir)!r} was trained on {saved} ranks, this job "
                          f"has {world_size}; resume it with torchrun --nproc_per_node {saved} "

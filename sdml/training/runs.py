@@ -15,7 +15,8 @@ import torch
 
 from sdml.training.config import Config, from_dict
 from sdml.io.atomic import atomic_torch_save, atomic_write_text
-from sdml.io.readback import DamagedFile, read_json, read_jsonl, read_torch
+from sdml.io.readback import (DamagedFile, check, damage_named, is_int, is_number, read_json,
+                              read_jsonl, read_torch)
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -128,17 +129,45 @@ CONFIG_FIX = ("the run's settings are lost: restore the file from a copy, or mov
 
 
 def read_checkpoint(path: Path, map_location="cpu", mmap: bool = False) -> dict:
-    """A checkpoint read and checked: its keys, and ``epoch`` a count of finished epochs."""
+    """A checkpoint read and checked: its keys, ``epoch`` a count of finished epochs, ``peers``
+    two or more state dicts of tensors with the same names, shapes and dtypes (each with a
+    linear head ``fc.weight`` (C, F) and a first convolution ``conv1.weight`` (W, in, k, k)),
+    and an optimizer state with its ``state`` and ``param_groups``."""
+    import torch
+
     state = read_torch(path, CHECKPOINT_FIX, ("epoch", "fuse", "peers", "optimizer"),
                        map_location=map_location, mmap=mmap)
-    epoch, peers = state["epoch"], state["peers"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise DamagedFile(path, f"its epoch {epoch!r} is not a count of finished epochs", CHECKPOINT_FIX)
-    if not isinstance(peers, list) or not all(isinstance(p, dict) for p in peers):
-        raise DamagedFile(path, "its 'peers' is not a list of state dicts", CHECKPOINT_FIX)
-    if not isinstance(state["optimizer"], dict) or not isinstance(state["fuse"], str):
-        raise DamagedFile(path, "its optimizer state or fuse mode is malformed", CHECKPOINT_FIX)
+    epoch, peers, opt = state["epoch"], state["peers"], state["optimizer"]
+    check(is_int(epoch) and epoch >= 0, path, f"its epoch {epoch!r} is not a count of finished "
+                                              f"epochs", CHECKPOINT_FIX)
+    check(isinstance(peers, list) and len(peers) >= 2 and all(isinstance(p, dict) for p in peers),
+          path, "its 'peers' is not a list of two or more state dicts", CHECKPOINT_FIX)
+    check(isinstance(opt, dict) and isinstance(opt.get("state"), dict)
+          and isinstance(opt.get("param_groups"), list), path,
+          "its optimizer state is malformed (no 'state' dict or 'param_groups' list)", CHECKPOINT_FIX)
+    check(isinstance(state["fuse"], str), path, "its fuse mode is not a string", CHECKPOINT_FIX)
+    layout = {k: (tuple(v.shape), v.dtype) for k, v in peers[0].items() if isinstance(v, torch.Tensor)}
+    for i, peer in enumerate(peers):
+        check(all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in peer.items()), path,
+              f"peer {i}'s state holds something other than named tensors", CHECKPOINT_FIX)
+        got = {k: (tuple(v.shape), v.dtype) for k, v in peer.items()}
+        check(got == layout, path, f"peer {i}'s tensors differ in names, shapes or dtypes from "
+                                   f"peer 0's", CHECKPOINT_FIX)
+    fc, conv = layout.get("fc.weight"), layout.get("conv1.weight")
+    check(fc is not None and len(fc[0]) == 2 and fc[1].is_floating_point and min(fc[0]) > 0
+          and conv is not None and len(conv[0]) == 4 and min(conv[0]) > 0, path,
+          "its peers have no linear head 'fc.weight' (C, F) or first convolution "
+          "'conv1.weight' (W, in, k, k)", CHECKPOINT_FIX)
     return state
+
+
+def check_checkpoint_fits(path: Path, state: dict, cfg: Config) -> None:
+    """The checkpoint holds ``cfg.peers`` peers of ``cfg.width`` channels (its shapes match the
+    config the run folder records), else :class:`DamagedFile` naming it."""
+    peers, conv = state["peers"], state["peers"][0]["conv1.weight"]
+    check(len(peers) == cfg.peers and int(conv.shape[0]) == cfg.width, path,
+          f"holds {len(peers)} peers of width {int(conv.shape[0])}, but the run's config.json "
+          f"says {cfg.peers} of width {cfg.width}", CHECKPOINT_FIX)
 
 
 def save_predictions(run_dir: Path, probs: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor) -> None:
@@ -147,10 +176,53 @@ def save_predictions(run_dir: Path, probs: torch.Tensor, y: torch.Tensor, coarse
                       Path(run_dir) / PREDICTIONS)
 
 
+PREDICTIONS_FIX = "delete it and run `--resume` to predict again from the checkpoint"
+
+
 def read_predictions(run_dir: Path) -> dict:
+    """``predictions.pt`` read and checked: ``probs`` (K, N, C) floating, finite, in [0, 1], with
+    ``y`` and ``coarse`` (N,) integer labels, ``y`` in 0..C-1."""
+    import torch
+
     path = Path(run_dir) / PREDICTIONS
-    return read_torch(path, "delete it and run `--resume` to predict again from the checkpoint",
-                      ("probs", "y", "coarse"))
+    pred = read_torch(path, PREDICTIONS_FIX, ("probs", "y", "coarse"))
+    probs, y, coarse = pred["probs"], pred["y"], pred["coarse"]
+    tensors = all(isinstance(t, torch.Tensor) for t in (probs, y, coarse))
+    check(tensors and probs.dim() == 3 and probs.is_floating_point() and min(probs.shape) > 0, path,
+          "its 'probs' is not a (K, N, C) floating tensor", PREDICTIONS_FIX)
+    n, c = probs.shape[1], probs.shape[2]
+    for name, t in (("y", y), ("coarse", coarse)):
+        check(t.shape == (n,) and not t.is_floating_point() and not t.is_complex()
+              and t.dtype != torch.bool, path,
+              f"its {name!r} is not ({n},) integer labels (got {t.dtype} {tuple(t.shape)})",
+              PREDICTIONS_FIX)
+    check(bool(((y >= 0) & (y < c)).all()), path, f"its labels 'y' are not all in 0..{c - 1}",
+          PREDICTIONS_FIX)
+    check(bool(torch.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()), path,
+          "its 'probs' are not all finite probabilities in [0, 1]", PREDICTIONS_FIX)
+    return pred
+
+
+#: Metrics that a row holds as one number or a list of one per peer, and their allowed range.
+METRIC_RANGES = {"lr": (0.0, float("inf")), "train_loss": (0.0, float("inf")),
+                 "test_loss": (0.0, float("inf")), "test_acc": (0.0, 100.0),
+                 "superclass_acc": (0.0, 100.0), "ensemble_acc": (0.0, 100.0),
+                 "ensemble_superclass_acc": (0.0, 100.0)}
+
+
+def check_metrics_row(path: Path, n: int, row: dict) -> None:
+    """Row ``n`` of a metrics log: ``epoch`` a positive integer, and each metric of
+    :data:`METRIC_RANGES` it holds a finite number (or list of them) in its range."""
+    check(is_int(row["epoch"]) and row["epoch"] >= 1, path,
+          f"row {n} has epoch {row['epoch']!r}, not an integer of 1 or more", METRICS_FIX)
+    for key, (lo, hi) in METRIC_RANGES.items():
+        if key not in row:
+            continue
+        value = row[key]
+        values = value if isinstance(value, list) else [value]
+        ok = bool(values) and all(is_number(v) and lo <= v <= hi for v in values)
+        check(ok, path, f"row {n} has {key} {str(value)[:60]}, not finite number(s) in "
+                        f"[{lo:g}, {hi:g}]", METRICS_FIX)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -166,8 +238,7 @@ def read_metrics_cut(run_dir: Path) -> tuple[list[dict], bool]:
         return [], False
     rows, cut = read_jsonl(path, METRICS_FIX, required=("epoch",))
     for n, row in enumerate(rows, 1):
-        if isinstance(row["epoch"], bool) or not isinstance(row["epoch"], int):
-            raise DamagedFile(path, f"row {n} has epoch {row['epoch']!r}, not an integer", METRICS_FIX)
+        check_metrics_row(path, n, row)
     return rows, cut
 
 
@@ -189,15 +260,17 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 
 def read_record(run_dir: Path) -> dict:
-    """``config.json`` read and checked: a JSON object whose ``config`` is a valid config."""
+    """``config.json`` read and checked: a JSON object whose ``config`` is a valid config
+    (:func:`sdml.training.config.from_dict`: known fields, types, finite numbers in range), and
+    whose ``superclasses`` and ``provenance``, when present, are objects."""
     path = Path(run_dir) / CONFIG
     record = read_json(path, CONFIG_FIX)
     if not isinstance(record.get("config"), dict):
         raise DamagedFile(path, "has no 'config' object", CONFIG_FIX)
-    try:
+    with damage_named(path, CONFIG_FIX, "its config is not valid"):
         from_dict(record["config"])
-    except (ValueError, TypeError) as err:
-        raise DamagedFile(path, f"its config is not valid ({err})", CONFIG_FIX) from None
+    for key in ("superclasses", "provenance", "ddp"):
+        check(isinstance(record.get(key, {}), dict), path, f"its {key!r} is not an object", CONFIG_FIX)
     return record
 
 

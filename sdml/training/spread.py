@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sdml.io.atomic import atomic_write_json
 from sdml.training import runs
-from sdml.training.config import Config, from_dict
+from sdml.training.config import Config
 from sdml.training.distributed import RankEnv, agree, init_group, leave_group, rank_device, share
 
 #: Under the job's root: one status file per rank once its share is done.
@@ -56,7 +56,7 @@ def check_folders(cfgs: list[Config], run_dirs: list[Path], resume: bool) -> Non
         if not resume:
             raise ValueError(f"out: {str(d)!r} already holds a run; pass --resume to continue the "
                              f"job, or choose another --out-root")
-        saved = from_dict(json.loads((d / runs.CONFIG).read_text())["config"]).to_dict()
+        saved = runs.read_config(d).to_dict()
         for name, value in cfg.to_dict().items():
             if name not in runs.RESUMABLE and name != "profile" and saved[name] != value:
                 raise ValueError(f"{name}: {value!r} differs from the run in {str(d)!r} "
