@@ -160,9 +160,9 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
     executed = REPO / run_root / "executed"
 
     def make(nb: str, **own) -> dict:
-        spec = nbparams.spec(nb)
-        return nbparams.validate(nb, **{**common, **{k: v for k, v in extra.items() if k in spec},
-                                        **own})  # a step's own values (the control's weight) win
+        spec = nbparams.spec(nb)  # a notebook gets only the parameters it takes
+        return nbparams.validate(nb, **{k: v for k, v in {**common, **extra, **own}.items()
+                                        if k in spec})  # a step's own values (the control's weight) win
 
     plan = []
     for nb in select(only):

@@ -102,7 +102,7 @@ def execute(step: Step, log_output: bool = False, log=print) -> None:
 def prepare_data(plan: list[Step], log=print) -> None:
     """Fetch and check a real dataset before any notebook runs, so missing files stop at once."""
     wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan
-                     if s.params["data"] != "synthetic" and s.notebook in USES_DATA})
+                     if s.params.get("data", "synthetic") != "synthetic" and s.notebook in USES_DATA})
     for data, folder in wanted:
         from sdml.data.load import ensure_files
 
