@@ -190,14 +190,26 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 def read_record(run_dir: Path) -> dict:
     """``config.json`` read and checked: a JSON object whose ``config`` is a valid config."""
-    path = Path(run_dir) / CONFIG
-    record = read_json(path, CONFIG_FIX)
+    return _checked_record(Path(run_dir) / CONFIG, CONFIG_FIX)
+
+
+def read_config_file(path: str | Path) -> Config:
+    """The config a run recorded, from its ``config.json`` (or the run folder holding it), to
+    train it again; a damaged or foreign file is a one-line error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG
+    return from_dict(_checked_record(path, "give the config.json of a run folder this kit wrote")["config"])
+
+
+def _checked_record(path: Path, fix: str) -> dict:
+    record = read_json(path, fix)
     if not isinstance(record.get("config"), dict):
-        raise DamagedFile(path, "has no 'config' object", CONFIG_FIX)
+        raise DamagedFile(path, "has no 'config' object", fix)
     try:
         from_dict(record["config"])
     except (ValueError, TypeError) as err:
-        raise DamagedFile(path, f"its config is not valid ({err})", CONFIG_FIX) from None
+        raise DamagedFile(path, f"its config is not valid ({err})", fix) from None
     return record
 
 
