@@ -185,6 +185,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="continue the run in --out from its checkpoint")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="a progress bar (--no-progress: summary lines only)")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False,
+                   help="also write the metrics as TensorBoard event files into <out>/tensorboard "
+                        "(needs the tensorboard extra)")
     add_config_options(p, auto=True, shown=shown)
 
     p = sub.add_parser("train-many", help="train several DML runs as one fused job",
@@ -269,12 +272,24 @@ def run_command(args) -> int:
             raise ValueError(f"ddp: false under torchrun with {env.world_size} ranks, which "
                              f"would all train this run into one folder; pass --ddp, or "
                              f"spread several runs with train-many")
+        board = None
+        if args.tensorboard:
+            if cfg.ddp:
+                raise ValueError("tensorboard: not written by a --ddp run; allowed: --tensorboard "
+                                 "without --ddp")
+            from sdml.training.tensorboard import TensorBoardLog
+
+            board = TensorBoardLog(args.out)  # a missing extra is said here, before training
         if cfg.ddp:
             from sdml.training.ddp import train_ddp
 
             train_ddp(cfg, args.out, resume=args.resume, progress=args.progress)
         else:
-            train(cfg, args.out, resume=args.resume, progress=args.progress)
+            try:
+                train(cfg, args.out, resume=args.resume, progress=args.progress, on_epoch=board)
+            finally:
+                if board is not None:
+                    board.close()
     elif args.command == "train-many":
         done = main_many(args)
         if not getattr(done, "ok", True):  # a run of a job spread over ranks did not finish

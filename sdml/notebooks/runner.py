@@ -24,9 +24,11 @@ from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLinePa
                               describe_failure, parse_command_line)
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
+from sdml.notebooks.estimate import estimate, plan_work
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
                                  resolve_data, resolve_fuse_runs, resolve_profile, resolve_seeds,
                                  run_state)
+from sdml.training.eta import PlanClock
 
 NOTEBOOK_DIR = REPO / "notebooks"
 
@@ -66,22 +68,24 @@ class ProgressLines:
     console live; everything else stays in the executed copy only.
     """
 
-    def __init__(self, label: str, log=print):
-        self.label, self.log, self.pending = label, log, ""
+    def __init__(self, label: str, log=print, clock=None):
+        self.label, self.log, self.pending, self.clock = label, log, "", clock
 
     def write(self, text: str) -> int:
         *lines, self.pending = (self.pending + text).split("\n")
         for line in lines:
             line = line.rstrip("\r").split("\r")[-1]
             if PROGRESS.search(line):
-                self.log(f"[sdml]   {self.label}: {line.removeprefix('[sdml] ').strip()}")
+                # an epoch line of a run also gets the ETA of the plan's training
+                eta = self.clock.tick() if self.clock and not line.startswith("[sdml]") else ""
+                self.log(f"[sdml]   {self.label}: {line.removeprefix('[sdml] ').strip()}{eta}")
         return len(text)
 
     def flush(self) -> None:
         pass
 
 
-def execute(step: Step, log_output: bool = False, log=print) -> None:
+def execute(step: Step, log_output: bool = False, log=print, clock=None) -> None:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -91,7 +95,7 @@ def execute(step: Step, log_output: bool = False, log=print) -> None:
         pm.execute_notebook(str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(step.output),
                             parameters=step.params, kernel_name="python3", cwd=str(REPO),
                             progress_bar=False, log_output=log_output, extra_arguments=KERNEL_ARGS,
-                            stdout_file=None if log_output else ProgressLines(step.label, log))
+                            stdout_file=None if log_output else ProgressLines(step.label, log, clock))
     except PapermillExecutionError as err:
         index, line = failed_cell(step.output)
         where = f"cell {index} ({line!r})" if index else f"cell {err.cell_index} of the executed copy"
@@ -109,7 +113,7 @@ def prepare_data(plan: list[Step], log=print) -> None:
         log(f"[sdml] {ensure_files(data, REPO / folder, download=True)}")
 
 
-def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
+def run_plan(plan: list[Step], log=print, log_output: bool = False, clock=None) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
     :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time."""
     start, ran = time.perf_counter(), 0
@@ -124,7 +128,9 @@ def run_plan(plan: list[Step], log=print, log_output: bool = False) -> None:
             continue
         log(f"[sdml] {i}/{len(plan)} {step.label}" + (f" ({state})" if state != "run" else "") + " ...")
         t0, started = time.perf_counter(), time.time()
-        execute(step, log_output, log)
+        if clock is not None and step.run_dirs:
+            clock.begin()
+        execute(step, log_output, log, clock)
         if state == "run":
             stamps.record(source, step.notebook, step.params, step.output, started)
         ran += 1
@@ -222,7 +228,10 @@ def run_command(args) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_plan(plan, log=lambda line: print(line, flush=True), log_output=args.log_output)
+    work = plan_work(plan)
+    estimate(work)  # said when the plan's training would take over an hour
+    run_plan(plan, log=lambda line: print(line, flush=True), log_output=args.log_output,
+             clock=PlanClock(work.run_epochs))
     return 0
 
 

@@ -15,6 +15,7 @@ import torch
 from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.training.config import Config
+from sdml.training.eta import eta_note
 from sdml.training.step import Stepper, plan_epoch
 
 try:
@@ -259,6 +260,7 @@ def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays,
                       compile=compiled, graphs=use_graphs(cfg), mutual_weight=cfg.mutual_weight)
     log(f"[sdml] run {run_dir} | {cfg.method} | {mode_text(cfg.mutual_weight)} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device}{thread_note()} | epochs {done + 1}..{cfg.epochs}")
+    started = time.perf_counter()
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train
@@ -272,7 +274,8 @@ def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays,
         # log, then checkpoint (a kill in between is repaired on resume by trimming the log)
         runs.append_metrics(run_dir, row)
         runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)
-        log(summary_line(row, cfg.epochs))
+        log(summary_line(row, cfg.epochs)
+            + eta_note("run", time.perf_counter() - started, epoch + 1 - done, cfg.epochs - done))
         if on_epoch is not None:
             on_epoch(row)
     if done < cfg.epochs or not (run_dir / runs.PREDICTIONS).exists():
