@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from sdml.training import guard
 from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.training.config import Config
@@ -123,6 +124,13 @@ def use_compile(cfg: Config, device: torch.device) -> bool:
     return cfg.compile in ("on", "graphs") or (cfg.compile == "auto" and device.type == "cuda")
 
 
+def step_path(cfg: Config, device: torch.device) -> guard.StepPath:
+    """The training step a run chooses on ``device``: peers, precision, compilation."""
+    compiled = use_compile(cfg, device)
+    return guard.StepPath(resolve_fuse(cfg.fuse, device), compiled, compiled and use_graphs(cfg),
+                          device.type == "cuda")
+
+
 def use_graphs(cfg: Config) -> bool:
     """``graphs`` also replays the compiled step as CUDA graphs (``mode="reduce-overhead"``);
     on a CPU inductor skips the graphs and the step runs compiled as with ``on``."""
@@ -225,14 +233,17 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         # check the folder, then write: nothing changes in it unless every check passed
         record = resume_mod.check_record(run_dir, cfg, resume, deps)
         fuse = resolve_fuse(record.cfg.fuse, resolve_device(record.cfg.device))
+        plain = not record.new and guard.fell_back(runs.read_record(run_dir))
+        if plain:  # the step check made this run fall back when it started: it stays there
+            fuse = guard.PLAIN.fuse
         progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg, fuse)
         resume_mod.begin(run_dir, record, progress)
         return _train_claimed(record.cfg, run_dir, progress, sc, mix_params, arrays, progress_bar,
-                              log, on_epoch)
+                              log, on_epoch, plain)
 
 
 def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays, progress_bar: bool,
-                   log, on_epoch) -> list[dict]:
+                   log, on_epoch, plain: bool = False) -> list[dict]:
     """:func:`train` once the folder is claimed and checked."""
     from sdml.data.batches import to_device
     from sdml.data.datasets import get_spec
@@ -245,19 +256,28 @@ def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays,
         from sdml.training.threads import cpu_threads
 
         torch.set_num_threads(cpu_threads(cfg.threads))
-    fuse = resolve_fuse(cfg.fuse, device)
     data = to_device(arrays, device)
     superclass_of = sc.of.to(device)
     reference_of = reference_superclasses(spec).of.to(device)
+    # check the chosen step against the plain one on one batch (see sdml.training.guard)
+    path = step_path(cfg, device) if not plain else guard.PLAIN
+    check = guard.check_step(cfg, path, data, len(arrays.fine_names), superclass_of, mix_params)
+    if check is not None:
+        guard.record(run_dir, check)
+        if not check.passed:
+            log(check.line())
+            path = guard.PLAIN
+    fuse, compiled = path.fuse, path.compiled
     model = build_model(cfg, len(arrays.fine_names), device, fuse, arrays.train_x.shape[1])
-    compiled = use_compile(cfg, device)
+    if not path.amp:
+        model = model.to(memory_format=torch.contiguous_format)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
     done = 0
     if progress is not None and progress.state is not None:
         done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device, state=progress.state)
     lrs = lr_schedule(cfg)
-    stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
-                      compile=compiled, graphs=use_graphs(cfg), mutual_weight=cfg.mutual_weight)
+    stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=path.amp,
+                      compile=compiled, graphs=path.graphs, mutual_weight=cfg.mutual_weight)
     log(f"[sdml] run {run_dir} | {cfg.method} | {mode_text(cfg.mutual_weight)} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device}{thread_note()} | epochs {done + 1}..{cfg.epochs}")
     started = time.perf_counter()
