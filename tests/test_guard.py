@@ -108,3 +108,21 @@ def test_a_sound_chosen_step_is_recorded_as_passed(tmp_path, tiny_data, one_thre
     record = json.loads((tmp_path / "run" / runs.CONFIG).read_text())["step_check"]
     assert record["passed"] is True and record["chosen"] == "grouped peers, fp32, eager"
     assert torch.load(tmp_path / "run" / runs.CHECKPOINT, weights_only=True)["fuse"] == "grouped"
+
+
+def test_the_runner_checks_a_fused_plans_step_before_it_starts(tmp_path, one_thread):
+    from sdml.notebooks.plan import build_plan
+    from sdml.notebooks.step_check import fused_step_holds
+
+    plan = build_plan("smoke", "synthetic", ["none", "mixup"], [0], only=["04"], fuse_runs=True,
+                      runs_root=tmp_path / "runs", data_dir=str(tmp_path / "data"),
+                      extra={"threads": 1})
+    assert len(plan) == 1 and len(plan[0].run_dirs) == 2
+    said = []
+    assert fused_step_holds(plan, said.append) and said == []  # grouped peers hold on the CPU
+    broken = lambda *a, **k: (lambda out: (out[0] * 2.0, out[1]))(forward_losses(*a, **k))  # noqa: E731
+    assert not fused_step_holds(plan, said.append, forward=broken)
+    assert len(said) == 1 and "the runs train one by one instead of as fused jobs" in said[0]
+    unfused = build_plan("smoke", "synthetic", ["none", "mixup"], [0], only=["04"],
+                         runs_root=tmp_path / "runs", data_dir=str(tmp_path / "data"))
+    assert fused_step_holds(unfused, pytest.fail)  # nothing fused: nothing to check

@@ -25,6 +25,7 @@ from sdml.io.failures import (EXIT_CODES_HELP, EXIT_CRASH, EXIT_INPUT, OneLinePa
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
 from sdml.notebooks.estimate import estimate, plan_work
+from sdml.notebooks.step_check import fused_step_holds
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
                                  resolve_data, resolve_fuse_runs, resolve_profile, resolve_seeds,
                                  run_state)
@@ -224,6 +225,9 @@ def run_command(args) -> int:
         print(describe(plan))
         return 0
     prepare_data(plan)
+    if fuse_runs and not fused_step_holds(plan):
+        plan = build_plan(profile, data, args.methods, seeds, args.only, args.runs_root,
+                          args.figures_root, args.data_dir, extra, False, args.independent)
     if args.log_output:
         import logging
 
