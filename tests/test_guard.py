@@ -28,11 +28,14 @@ def tiny(data_dir, **kw):
 
 @pytest.fixture
 def batch(tiny_data, one_thread):
+    """(cfg, data, superclass_of, mix_params, build, seed): check_step's arguments but the path."""
     cfg = tiny(tiny_data)
     arrays = dataset_for(cfg)
     sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k, get_spec(cfg.data).classes)
-    return cfg, to_device(arrays, torch.device("cpu")), len(arrays.fine_names), sc.of, \
-        train_mod.resolve_mix_params(cfg)
+    cpu = torch.device("cpu")
+    return (cfg, to_device(arrays, cpu), sc.of, train_mod.resolve_mix_params(cfg),
+            train_mod.step_builder(cfg, len(arrays.fine_names), cpu, arrays.train_x.shape[1]),
+            train_mod.stream_seed(cfg.seed, "epoch", 0))
 
 
 def test_the_plain_step_has_nothing_to_check(batch):

@@ -10,7 +10,7 @@ not the working folder: papermill runs a notebook from the project root, Jupyter
 ``notebooks/``, and both must read and write the same ``data/``, ``runs/`` and ``figures/``.
 
 A notebook's ``profile`` and ``data`` default to ``auto``, resolved as ``make reproduce`` resolves
-them on this machine (:func:`sdml.notebooks.plan.resolve_profile`, ``resolve_data``), and its
+them on this machine (:func:`sdml.notebooks.auto.resolve_profile`, ``resolve_data``), and its
 ``run_root`` and ``figures_dir`` to ``auto``: ``runs/<profile>`` and ``figures/<profile>``. So a
 notebook opened in JupyterLab and run as committed shows the runs the main job made. A folder
 named after another profile or dataset than the notebook's is refused, naming both.
@@ -25,6 +25,7 @@ from typing import Any, Callable
 from sdml.training.config import DATASETS, DEVICES, PROFILES
 from sdml.method.mixup import METHODS, TABLE1_METHODS
 from sdml.training.runs import run_name
+from sdml.notebooks.auto import resolve_data, resolve_profile
 
 #: The project root: relative folders in a notebook's parameters are taken from here.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -186,8 +187,6 @@ def resolve_auto(out: dict, log=print) -> None:
     """Resolve ``auto`` in place: ``profile`` and ``data`` as ``make reproduce`` does on this
     machine, ``run_root`` / ``figures_dir`` as the profile's folders; refuses a folder named
     after another profile or dataset than the notebook's, naming both."""
-    from sdml.notebooks.plan import resolve_data, resolve_profile
-
     out["profile"] = profile = resolve_profile(out["profile"], log=log)
     if "data" in out:
         out["data"] = resolve_data(out["data"], profile)

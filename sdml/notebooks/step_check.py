@@ -28,7 +28,8 @@ def fused_step_holds(plan, log=print, forward=None) -> bool:
     from sdml.hierarchy.resolve import resolve_superclasses
     from sdml.training import guard
     from sdml.training.step import forward_losses
-    from sdml.training.train import resolve_device, resolve_mix_params, step_path
+    from sdml.training.train import (resolve_device, resolve_mix_params, step_builder, step_path,
+                                     stream_seed)
 
     cfg = dataclasses.replace(nbparams.train_plan(step.params)[0][0], fuse="grouped")
     device = resolve_device(cfg.device)
@@ -38,9 +39,10 @@ def fused_step_holds(plan, log=print, forward=None) -> bool:
         torch.set_num_threads(cpu_threads(cfg.threads))
     arrays = dataset_for(cfg)
     sc = resolve_superclasses(cfg.superclasses, cfg.wordnet_k, get_spec(cfg.data).classes)
+    build = step_builder(cfg, len(arrays.fine_names), device, arrays.train_x.shape[1])
     check = guard.check_step(cfg, step_path(cfg, device), to_device(arrays, device),
-                             len(arrays.fine_names), sc.of.to(device), resolve_mix_params(cfg),
-                             forward=forward or forward_losses)
+                             sc.of.to(device), resolve_mix_params(cfg), build,
+                             stream_seed(cfg.seed, "epoch", 0), forward=forward or forward_losses)
     if check is None or check.passed:
         return True
     log(f"{check.line().removesuffix(' instead')}: the runs train one by one instead of as "

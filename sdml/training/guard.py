@@ -61,21 +61,19 @@ class StepCheck:
                 f"({self.reason}); training with the plain step ({PLAIN.describe()}) instead")
 
 
-def one_step(cfg, path: StepPath, data, num_classes: int, superclass_of: torch.Tensor,
-             mix_params: dict, forward=forward_losses) -> tuple[torch.Tensor, bool]:
-    """The (K,) losses of the run's first batch through ``path``'s step from the run's initial
-    weights, and whether every gradient is finite. Uses models of its own: the run's are untouched."""
-    from sdml.training.train import build_model, make_optimizer, stream_seed
-
+def one_step(cfg, path: StepPath, data, superclass_of: torch.Tensor, mix_params: dict, build,
+             seed: int, forward=forward_losses) -> tuple[torch.Tensor, bool]:
+    """The (K,) losses of one batch through ``path``'s step, from the model and optimiser that
+    ``build(fuse, tensor_lr)`` makes (the run's initial weights: the run's own are untouched),
+    the batch drawn from ``seed``; and whether every gradient is finite."""
     device = data.train_x.device
-    model = build_model(cfg, num_classes, device, path.fuse, data.train_x.shape[1])
+    model, optimizer = build(path.fuse, path.compiled)
     if not path.amp:
         model = model.to(memory_format=torch.contiguous_format)
-    optimizer = make_optimizer(cfg, model, tensor_lr=path.compiled)
     stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=path.amp,
                       compile=path.compiled, graphs=path.graphs, mutual_weight=cfg.mutual_weight,
                       forward=forward)
-    gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "epoch", 0))
+    gen = torch.Generator(device=device).manual_seed(seed)
     plan = plan_epoch(data.train_y, cfg.batch_size, 1, cfg.method, superclass_of, gen, mix_params,
                       augment=cfg.augment, pad=data.pad)
     model.train()
@@ -84,16 +82,17 @@ def one_step(cfg, path: StepPath, data, num_classes: int, superclass_of: torch.T
     return losses.detach().float().cpu(), finite
 
 
-def check_step(cfg, path: StepPath, data, num_classes: int, superclass_of: torch.Tensor,
-               mix_params: dict, forward=forward_losses) -> StepCheck | None:
-    """Check ``path``'s step against :data:`PLAIN`'s on one batch; ``None`` when ``path`` is the
-    plain step. ``forward`` is the chosen step's loss function (tests give a broken one)."""
+def check_step(cfg, path: StepPath, data, superclass_of: torch.Tensor, mix_params: dict, build,
+               seed: int, forward=forward_losses) -> StepCheck | None:
+    """Check ``path``'s step against :data:`PLAIN`'s on one batch (see :func:`one_step`);
+    ``None`` when ``path`` is the plain step. ``forward`` is the chosen step's loss function
+    (tests give a broken one)."""
     if path == PLAIN:
         return None
     chosen = path.describe()
     try:
-        plain, _ = one_step(cfg, PLAIN, data, num_classes, superclass_of, mix_params)
-        losses, finite = one_step(cfg, path, data, num_classes, superclass_of, mix_params, forward)
+        plain, _ = one_step(cfg, PLAIN, data, superclass_of, mix_params, build, seed)
+        losses, finite = one_step(cfg, path, data, superclass_of, mix_params, build, seed, forward)
     except Exception as err:  # any failure of the never-run path: fall back, and say why
         first = str(err).splitlines()[0] if str(err) else ""
         return StepCheck(chosen, False, f"{type(err).__name__}: {first[:200]}")

@@ -72,6 +72,15 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str,
     return model
 
 
+def step_builder(cfg: Config, num_classes: int, device: torch.device, in_channels: int = 3):
+    """``(fuse, tensor_lr) -> (model, optimizer)`` from the run's initial weights, for the step
+    check (:func:`sdml.training.guard.check_step`)."""
+    def build(fuse: str, tensor_lr: bool):
+        model = build_model(cfg, num_classes, device, fuse, in_channels)
+        return model, make_optimizer(cfg, model, tensor_lr=tensor_lr)
+    return build
+
+
 def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum over all peers' parameters (SGD is per element, so one
     optimiser over K peers equals K optimisers). A tensor lr lets a compiled step follow the
@@ -261,7 +270,9 @@ def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays,
     reference_of = reference_superclasses(spec).of.to(device)
     # check the chosen step against the plain one on one batch (see sdml.training.guard)
     path = step_path(cfg, device) if not plain else guard.PLAIN
-    check = guard.check_step(cfg, path, data, len(arrays.fine_names), superclass_of, mix_params)
+    check = guard.check_step(cfg, path, data, superclass_of, mix_params,
+                             step_builder(cfg, len(arrays.fine_names), device, arrays.train_x.shape[1]),
+                             stream_seed(cfg.seed, "epoch", 0))
     if check is not None:
         guard.record(run_dir, check)
         if not check.passed:
