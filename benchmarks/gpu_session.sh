@@ -114,7 +114,7 @@ if ls "$FASHION_DIR"/train-images-idx3-ubyte* >/dev/null 2>&1; then
   FASHION_SIZE=""
   [ "${SMALL:-0}" = 1 ] && FASHION_SIZE="--depth 8 --width 4 --epochs 1 --max-steps-per-epoch 3 --train-per-class 20 --test-per-class 10 --batch-size 16"
   timeout "${FASHION_S:-420}" $PY -m sdml train-many --profile fashion --data fashion-mnist \
-    --data-dir "$FASHION_DIR" --download false --device "$DEVICE" --compile "$COMPILE" $FASHION_SIZE \
+    --data-dir "$FASHION_DIR" --no-download --device "$DEVICE" --compile "$COMPILE" $FASHION_SIZE \
     --out-root "$OUT/fashion" --no-progress 2>&1 | tee "$OUT/fashion.txt" \
     || echo "stage 4 stopped or failed (see fashion.txt); finished epochs are in $OUT/fashion" | tee -a "$OUT/fashion.txt"
 else

@@ -2,84 +2,101 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
-import re
 import sys
 from dataclasses import fields
 
 from sdml.io.failures import EXIT_CODES_HELP, OneLineParser, describe_failure, parse_command_line
 from sdml.training.config import PROFILES, Config, make_config
 
-_FIELD_LINE = re.compile(r"^\s+(\w+): [^=]+= .*?(#\s*)(.+)$")
-_MORE_LINE = re.compile(r"^(\s+#\s*)(.+)$")  # a comment continued on the next line(s)
-
-
 def field_help() -> dict[str, str]:
-    """Each config field's comment in ``config.py``: the one place fields are documented.
-
-    A comment continues on the following comment-only lines whose text starts in the same
-    column (a section comment such as ``# --- model`` starts further left).
-    """
-    out, name, column = {}, None, None
-    for line in inspect.getsource(Config).splitlines():
-        m = _FIELD_LINE.match(line)
-        if m:
-            name, column = m.group(1), m.start(3)
-            out[name] = m.group(3).strip()
-            continue
-        more = _MORE_LINE.match(line)
-        if name is not None and more and more.end(1) == column:
-            out[name] += " " + more.group(2).strip()
-        else:
-            name = None
-    return out
+    """Each config field's help, kept beside the field in its metadata (``config.py``)."""
+    return {f.name: f.metadata.get("help", "") for f in fields(Config)}
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; allowed: true, false")
+def help_profile(argv: list[str] | None, auto: bool) -> str:
+    """The profile whose values ``--help`` shows: the one ``--profile`` names, else what the
+    command would use (``auto``: as ``make reproduce`` picks it here, silently)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    named = None
+    for i, arg in enumerate(argv):
+        if arg == "--profile" and i + 1 < len(argv):
+            named = argv[i + 1]
+        elif arg.startswith("--profile="):
+            named = arg.partition("=")[2]
+    if named in PROFILES:
+        return named
+    if auto and ("-h" in argv or "--help" in argv):
+        from sdml.notebooks.plan import resolve_profile
+
+        return resolve_profile("auto", log=lambda line: None)
+    return "paper"
 
 
-def add_config_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
-    """One ``--field`` option per config field; unset options keep the profile's value.
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def add_config_options(parser: argparse.ArgumentParser, auto: bool = False,
+                       shown: str = "paper") -> None:
+    """One ``--field`` option per config field; unset options keep the profile's value. Each
+    help ends with the value of profile ``shown`` (the one the command will use), and the
+    paper's where it differs. Boolean fields are switches: ``--augment`` / ``--no-augment``.
 
     With ``auto``, ``--profile`` defaults to ``auto``: chosen as ``make reproduce`` does.
     """
     helps = field_help()
+    presets = ("paper (Table 1), fashion (real data, GPU), cpu (the CPU main job), smoke (seconds), "
+               "demo (minutes)")
     if auto:
-        parser.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)],
-                            help="preset of the config: paper (Table 1), fashion (real data, GPU), "
-                                 "cpu (the CPU main job), smoke (seconds), demo (minutes), auto "
-                                 "(default: paper with a CUDA GPU, else cpu, as make reproduce "
-                                 "chooses; said on stderr)")
+        parser.add_argument("--profile", default=None, choices=["auto", *sorted(PROFILES)],
+                            help=f"preset of the config: {presets}, auto (default: paper with a "
+                                 f"CUDA GPU, else cpu, as make reproduce chooses; said on stderr; "
+                                 f"here: {shown})")
     else:
         parser.add_argument("--profile", default="paper", choices=sorted(PROFILES),
-                            help="preset of the config: paper (Table 1), fashion (real data, GPU), "
-                                 "cpu (the CPU main job), smoke (seconds), demo (minutes)")
+                            help=f"preset of the config: {presets}")
+    values = make_config(shown).to_dict()
+    paper = make_config("paper").to_dict()
     for f in fields(Config):
         if f.name == "profile":
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        kind = {bool: _parse_bool, int: int, float: float, str: str}.get(type(default))
+        value = f"{shown}: {_shown(values[f.name])}"
+        if shown != "paper" and values[f.name] != paper[f.name]:
+            value += f"; paper: {_shown(paper[f.name])}"
+        text = f"{helps[f.name]} ({value})"
         if f.name == "milestones":
-            parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=None,
-                                help=f"{helps.get(f.name, '')} (paper: {' '.join(map(str, default))})")
-            continue
-        bare = dict(nargs="?", const=True) if kind is _parse_bool else {}  # `--ddp` = `--ddp true`
-        parser.add_argument(flag, dest=f.name, type=kind, default=None, **bare,
-                            help=f"{helps.get(f.name, '')} (paper: {default})")
+            parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=None, help=text)
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(f.default), default=None, help=text)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    """The config of a command: the profile (``auto`` resolved) with the options given, or with
+    ``train --config``, the recorded run's config with the options given."""
     _path_option(args.data_dir, "data_dir")
     overrides = {f.name: getattr(args, f.name) for f in fields(Config) if f.name != "profile"}
-    profile = args.profile
+    recorded = getattr(args, "config", None)
+    if recorded is not None:
+        from sdml.training.config import from_dict
+        from sdml.training.runs import read_config_file
+
+        if args.profile is not None:
+            raise ValueError(f"profile: --profile {args.profile} with --config {recorded}; the "
+                             f"recorded config holds its profile; allowed: one of the two")
+        base = read_config_file(_path_option(recorded, "config")).to_dict()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if isinstance(given.get("milestones"), list):
+            given["milestones"] = tuple(given["milestones"])
+        return from_dict({**base, **given})
+    profile = args.profile or "auto"
     if profile == "auto":
         from sdml.notebooks.plan import resolve_profile
 
@@ -100,11 +117,23 @@ def add_many_arguments(parser) -> None:
                              "the DML paper's control), in the same fused job")
     parser.add_argument("--out-root", required=True,
                         help="folder of the run folders <method>-<superclasses>-seed<seed>")
-    parser.add_argument("--resume", action="store_true", help="continue the job from its runs' checkpoints")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                        help="continue the job from its runs' checkpoints")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="a progress bar per run (--no-progress: summary lines only)")
     parser.add_argument("--summary-wait", type=float, default=3600.0,
                         help="under torchrun: seconds rank 0 waits, after its own runs, for the "
                              "other ranks before it reports the job")
+
+
+def hierarchy_k() -> dict[str, int]:
+    """Each class set's default number of WordNet superclasses: that of its first dataset."""
+    from sdml.data.datasets import SPECS
+
+    out: dict[str, int] = {}
+    for spec in SPECS.values():
+        out.setdefault(spec.classes, spec.wordnet_k)
+    return out
 
 
 def main_many(args):
@@ -132,50 +161,63 @@ def main_many(args):
         if not args.summary_wait >= 0:
             raise ValueError(f"summary_wait: {args.summary_wait}; allowed: seconds >= 0")
         return spread_many(cfgs, dirs, args.out_root, env, resume=args.resume,
-                           progress=not args.no_progress, wait_s=args.summary_wait)
-    return train_many(cfgs, dirs, resume=args.resume, progress=not args.no_progress)
+                           progress=args.progress, wait_s=args.summary_wait)
+    return train_many(cfgs, dirs, resume=args.resume, progress=args.progress)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` only picks the profile whose values ``--help`` shows."""
     parser = OneLineParser(prog="python -m sdml", description=__doc__, epilog=EXIT_CODES_HELP,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also: SDML_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    shown = help_profile(argv, auto=True)
     p = sub.add_parser("train", help="train K peers with DML and (superclass) mixup",
-                       description="Train (or resume) one DML run into a run folder.")
+                       description=f"Train (or resume) one DML run into a run folder. In brackets: "
+                                   f"the values of profile {shown}, which this command uses.")
     p.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar, summary lines only")
-    add_config_options(p, auto=True)
+    p.add_argument("--config", default=None, metavar="CONFIG_JSON",
+                   help="re-run a recorded run: its config.json (or its folder); options given "
+                        "beside it override its values")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                   help="continue the run in --out from its checkpoint")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="a progress bar (--no-progress: summary lines only)")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False,
+                   help="also write the metrics as TensorBoard event files into <out>/tensorboard "
+                        "(needs the tensorboard extra)")
+    add_config_options(p, auto=True, shown=shown)
 
     p = sub.add_parser("train-many", help="train several DML runs as one fused job",
                        description="One run per method and seed, fused into one grouped network; "
                                    "each run gets its own folder <method>-<superclasses>-seed<seed> "
                                    "under --out-root.")
     add_many_arguments(p)
-    add_config_options(p, auto=True)
+    add_config_options(p, auto=True, shown=shown)
 
     p = sub.add_parser("bench", help="training-step throughput (one JSON line)",
                        description="Time the K-peer training step on random data; prints JSON.")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
-    add_config_options(p)
+    add_config_options(p, shown=help_profile(argv, auto=False))
 
     p = sub.add_parser("hierarchy", help="derive superclasses from WordNet and compare with CIFAR-100's",
                        description="Cut the WordNet hierarchy of the 100 classes into k groups.")
-    p.add_argument("--k", type=int, default=20, help="number of superclasses, 2..99")
+    p.add_argument("--k", type=int, default=None,
+                   help="number of superclasses, 2..classes - 1 (default: the dataset's own k: "
+                        + ", ".join(f"{c} {k}" for c, k in hierarchy_k().items()) + ")")
     p.add_argument("--out", required=True, help="JSON mapping to write")
     p.add_argument("--tree-out", default=None, help="also write the hypernym tree as JSON")
-    p.add_argument("--classes", default="cifar100", help="class set: cifar100 | cifar10 | fashion-mnist")
+    p.add_argument("--classes", default="cifar100", choices=list(hierarchy_k()), help="class set")
     p = sub.add_parser("wordnet", help="make WordNet 3.0 available to nltk (download or system copy)",
                        description="Find or fetch WordNet 3.0 for nltk and say where it came from.")
     p.add_argument("--cache-dir", default=None, help="nltk data folder (default: .cache/nltk_data)")
 
     p = sub.add_parser("data", help="get a dataset: fetch a real one or generate the synthetic one",
                        description="Find or fetch a real dataset and checksum it, or generate the synthetic archive.")
-    add_config_options(p)
+    add_config_options(p, shown=help_profile(argv, auto=False))
     for p in sub.choices.values():
         p.epilog, p.formatter_class = EXIT_CODES_HELP, argparse.RawDescriptionHelpFormatter
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -186,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr and an exit code (``--help``'s
     epilog lists them); ``--debug`` or ``SDML_DEBUG=1`` shows the traceback instead."""
-    argv, args = parse_command_line(build_parser(), argv, "python -m sdml")
+    argv, args = parse_command_line(build_parser(argv), argv, "python -m sdml")
     if args is None:
         return 2
     try:
@@ -230,12 +272,24 @@ def run_command(args) -> int:
             raise ValueError(f"ddp: false under torchrun with {env.world_size} ranks, which "
                              f"would all train this run into one folder; pass --ddp, or "
                              f"spread several runs with train-many")
+        board = None
+        if args.tensorboard:
+            if cfg.ddp:
+                raise ValueError("tensorboard: not written by a --ddp run; allowed: --tensorboard "
+                                 "without --ddp")
+            from sdml.training.tensorboard import TensorBoardLog
+
+            board = TensorBoardLog(args.out)  # a missing extra is said here, before training
         if cfg.ddp:
             from sdml.training.ddp import train_ddp
 
-            train_ddp(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+            train_ddp(cfg, args.out, resume=args.resume, progress=args.progress)
         else:
-            train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+            try:
+                train(cfg, args.out, resume=args.resume, progress=args.progress, on_epoch=board)
+            finally:
+                if board is not None:
+                    board.close()
     elif args.command == "train-many":
         done = main_many(args)
         if not getattr(done, "ok", True):  # a run of a job spread over ranks did not finish
@@ -246,16 +300,19 @@ def run_command(args) -> int:
         cfg = config_from_args(args)
         print(json.dumps(bench_step(cfg, steps=args.steps, warmup=args.warmup)))
     elif args.command == "hierarchy":
+        from sdml.hierarchy.classes import class_names
         from sdml.hierarchy.superclasses import load_mapping
         from sdml.hierarchy.wordnet import run_hierarchy
 
         _path_option(args.out, "out")
         _path_option(args.tree_out, "tree_out")
-        if not 2 <= args.k <= 99:
-            raise ValueError(f"k: {args.k}; allowed: an integer 2..99")
-        result = run_hierarchy(args.k, args.out, tree_out=args.tree_out, dataset=args.classes)
+        k = hierarchy_k()[args.classes] if args.k is None else args.k
+        top = min(99, len(class_names(args.classes)) - 1)
+        if not 2 <= k <= top:
+            raise ValueError(f"k: {k}; allowed: an integer 2..{top} for {args.classes}")
+        result = run_hierarchy(k, args.out, tree_out=args.tree_out, dataset=args.classes)
         mapping = load_mapping(args.out, args.classes)
-        print(f"WordNet {result['wordnet_version']}, {args.classes}, k = {args.k}; wrote {args.out}")
+        print(f"WordNet {result['wordnet_version']}, {args.classes}, k = {k}; wrote {args.out}")
         if "ari" in result:
             print(f"agreement with the dataset's own superclasses: adjusted Rand index "
                   f"{result['ari']:.4f}, normalised mutual information {result['nmi']:.4f}")

@@ -192,8 +192,8 @@ OPTIONS = [  # (option, value(s), what the message names)
     ("--wordnet-k", "100", "wordnet_k"), ("--seed", "-1", "seed"), ("--threads", "-1", "threads"),
     ("--synthetic-train-per-class", "0", "synthetic_train_per_class"),
     ("--synthetic-test-per-class", "0", "synthetic_test_per_class"),
-    ("--synthetic-seed", "-1", "synthetic_seed"), ("--augment", "maybe", "--augment"),
-    ("--download", "maybe", "--download"), ("--profile", "huge", "--profile"),
+    ("--synthetic-seed", "-1", "synthetic_seed"), ("--augment=maybe", [], "--augment"),
+    ("--download=no", [], "--download"), ("--profile", "huge", "--profile"),
     ("--no-such-option", "1", "--no-such-option"), ("--out", "", "out"), ("--data-dir", "", "data_dir"),
 ]
 
@@ -337,7 +337,8 @@ NOTEBOOK_PARAMS = [  # (notebook, parameter, bad value)
     ("04_train_dml", "superclasses", "foo"), ("04_train_dml", "methods", ["foo"]),
     ("04_train_dml", "methods", ["none", "none"]), ("04_train_dml", "lr", 0.1),
     ("04_train_dml", "profile", "huge"), ("04_train_dml", "data", "imagenet"),
-    ("04_train_dml", "interactive", "yes"), ("04_train_dml", "run_root", ""),
+    ("02_mixing_preview", "interactive", "yes"), ("04_train_dml", "run_root", ""),
+    ("05_results", "run_root", "runs/smoke"), ("03_ratio_distributions", "run_root", "runs/x"),
     ("01_superclass_hierarchy", "wordnet_k", 1), ("02_mixing_preview", "grid_pairs", 0),
     ("03_ratio_distributions", "n_samples", 10), ("05_results", "methods", []),
 ]

@@ -2,10 +2,11 @@
 
 One JupyterLab serves a copy of the project (``sdml/`` and ``notebooks/`` in a temporary folder,
 imported by the kernels through ``PYTHONPATH``) on 127.0.0.1 with a token. Notebook 02 is run
-with "Run All" and its committed parameters; its preview is then driven like a user would, and
-after every action the picture in the page is decoded and compared with the one the library
-renders for the state the controls show. Notebook 05 is opened after the headless runner made a
-smoke run and must find that run. Needs Debian's ``chromium`` (Playwright's own browser download
+with "Run All" and its committed parameters (the machine's default profile and data, as
+`make reproduce` resolves them); its preview is then driven like a user would, and after every
+action the picture in the page is decoded and compared with the one the library renders for the
+state the controls show. Notebook 05 is opened, with no edits, after the headless runner made a
+run of the machine's default profile, and must find that run. Needs Debian's ``chromium`` (Playwright's own browser download
 is not used); in CI (``CI=true``) a missing browser is a failure, elsewhere a skip.
 """
 import base64
@@ -205,17 +206,19 @@ def _controls_state(page) -> dict:
 
 
 def make_mirror(project):
-    """The library's own preview for the same data (what the picture must look like)."""
-    from sdml.hierarchy.superclasses import superclass_of
+    """The library's own preview for the same data (what the picture must look like): the
+    notebook's committed parameters, resolved on this machine as the notebook resolves them."""
+    from sdml.data.datasets import get_spec
     from sdml.notebooks.params import validate
-    from sdml.notebooks.viz import load_notebook_data
+    from sdml.notebooks.viz import load_notebook_data, superclass_of_arrays
     from sdml.notebooks.viz_ratios import load_soft_similarity
     from sdml.notebooks.widgets import MixingPreview
 
     params = validate("02_mixing_preview")  # the committed defaults
     arrays = load_notebook_data(params["profile"], params["data"], str(project / "data"), download=False)
-    similarity, _ = load_soft_similarity()
-    return MixingPreview(arrays, superclass_of(), similarity, seed=params["seed"])
+    similarity, _ = load_soft_similarity(get_spec(params["data"]).classes)
+    preview = MixingPreview(arrays, superclass_of_arrays(arrays), similarity, seed=params["seed"])
+    return preview, params["profile"], arrays.fine_names
 
 
 def _expected(mirror, state: dict) -> np.ndarray:
@@ -237,14 +240,14 @@ def test_notebook_02_run_all_then_the_preview_follows_every_action(browser, lab,
     nb = Page(browser, lab, "02_mixing_preview")
     nb.run_all()
     page = nb.page
-    mirror = make_mirror(project)
+    mirror, profile, class_names = make_mirror(project)
     image = page.locator(".widget-image").last
     image.wait_for(timeout=30_000)  # the widgets appear with the committed parameters
     png = _settle(page, b"")
     assert np.array_equal(_decode(png), _expected(mirror, _controls_state(page)))
 
     # the same folders as the runner: figures under the project root, nothing under notebooks/
-    assert (project / "figures" / "smoke" / "figure3_mixed_pairs.png").is_file()
+    assert (project / "figures" / profile / "figure3_mixed_pairs.png").is_file()
     assert not any((project / "notebooks" / d).exists() for d in ("data", "runs", "figures"))
 
     def act(what, action, other_images=False):
@@ -287,7 +290,8 @@ def test_notebook_02_run_all_then_the_preview_follows_every_action(browser, lab,
     choose = _control(page, "method").locator("select")
     assert act("choosing a method", lambda: choose.select_option("superclass-choice"))["method"] == "superclass-choice"
     pick = _control(page, "class B").locator("select")
-    assert act("choosing a class", lambda: pick.select_option("trout"))["class_b"] == "trout"
+    other = next(c for c in reversed(class_names) if c != _controls_state(page)["class_b"])
+    assert act("choosing a class", lambda: pick.select_option(other))["class_b"] == other
     assert act("choosing a method", lambda: choose.select_option("mixup"))["method"] == "mixup"
     ratios = set()
     for _ in range(6):
@@ -304,18 +308,25 @@ def test_notebook_02_run_all_then_the_preview_follows_every_action(browser, lab,
 # ----------------------------------------------------------------------------- notebook 05
 
 def test_notebook_05_in_jupyterlab_finds_the_run_the_runner_made(browser, lab, project):
+    """The documented path: the runner trains with the machine's default profile and data (as
+    `make reproduce` does), then notebook 05, opened with no edits, finds that run."""
+    from sdml.notebooks.params import run_dir, validate
+
     env = {**os.environ, "PYTHONPATH": str(project), "SDML_NLTK_DATA": str(project / ".nltk")}
-    done = subprocess.run([sys.executable, "-m", "sdml.notebooks", "run", "--profile", "smoke",
-                           "--data", "synthetic", "--only", "04", "--methods", "none", "-p", "threads=1", "-p", "epochs=1"],
+    done = subprocess.run([sys.executable, "-m", "sdml.notebooks", "run", "--profile", "auto",
+                           "--data", "auto", "--only", "04", "--methods", "none", "--seeds", "0",
+                           "-p", "threads=1", "-p", "epochs=1"],
                           cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (project / "runs" / "smoke" / "none-cifar-seed0" / "predictions.pt").is_file()
+    params = validate("04_train_dml", method="none", seed=0)  # the machine's default, resolved
+    profile, name = params["profile"], run_dir(params).name
+    assert (project / "runs" / profile / name / "predictions.pt").is_file()
 
     nb = Page(browser, lab, "05_results")
     nb.run_all()
     outputs = "\n".join(nb.page.locator(".jp-OutputArea-output").all_inner_texts())
-    assert "none-cifar-seed0" in outputs  # the runs table lists the runner's run
-    assert (project / "runs" / "smoke" / "results.md").is_file()
+    assert name in outputs  # the runs table lists the runner's run
+    assert (project / "runs" / profile / "results.md").is_file()
     assert not (project / "notebooks" / "runs").exists()
     assert nb.error_outputs() == []
     assert nb.kernel_tracebacks() == []

@@ -212,7 +212,7 @@ def test_notebook_04_refuses_bad_control_parameters(params, named):
     with pytest.raises(ValueError) as err:
         nbparams.validate("04_train_dml", **params)
     assert str(err.value).startswith(named), str(err.value)
-    one = nbparams.validate("04_train_dml", peers=1, mutual_weight=0.0)
+    one = nbparams.validate("04_train_dml", profile="smoke", peers=1, mutual_weight=0.0)
     assert nbparams.run_dir(one).name == "superclass-beta-cifar-kl0-seed0"
 
 

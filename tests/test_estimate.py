@@ -3,8 +3,7 @@ import pytest
 
 from sdml.notebooks.runner import main as runner_main
 from sdml.training.config import make_config
-from sdml.training.estimate import (check_plan_time, duration_text, run_images, split_sizes,
-                                    spread_seconds)
+from sdml.training.estimate import check_plan_time, run_images, split_sizes, spread_seconds
 
 
 def test_split_sizes_follow_the_declaration_and_the_subset():
@@ -42,7 +41,6 @@ def test_a_cpu_plan_beyond_the_limit_is_refused_naming_the_way_out():
     assert check_plan_time(49 * 3600, "cpu", max_hours=50).startswith("estimated")
     with pytest.raises(ValueError, match="^max_hours:"):
         check_plan_time(1.0, "cpu", max_hours=-1)
-    assert duration_text(20) == "1 min" and duration_text(3660) == "1 h 01 min"
 
 
 def test_the_paper_profile_on_a_cpu_is_refused_before_anything_is_written(tmp_path, capsys):

@@ -195,6 +195,59 @@ def test_auto_profile_and_data(monkeypatch):
     assert notebooks.resolve_data("synthetic", "paper") == "synthetic"
 
 
+@pytest.mark.parametrize("gpu, profile, data", [(False, "cpu", "fashion-mnist"),
+                                                 (True, "paper", "cifar100")])
+def test_committed_defaults_resolve_as_make_reproduce_does(monkeypatch, gpu, profile, data):
+    """Run as committed, every notebook takes the profile and data `make reproduce` takes on this
+    machine, and the profile's run and figure folders: notebook 05 finds the main job's runs."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Test GPU")
+    assert notebooks.resolve_profile("auto", log=lambda m: None) == profile  # what the Makefile runs
+    assert notebooks.resolve_data("auto", profile) == data
+    for nb in nbparams.NOTEBOOKS:
+        params = nbparams.validate(nb)
+        assert params["profile"] == profile
+        assert params.get("data", data) == data
+        for name, top in (("run_root", "runs"), ("figures_dir", "figures")):
+            if name in params:
+                assert params[name] == str(nbparams.PROJECT_ROOT / top / profile)
+
+
+@pytest.mark.parametrize("nb, given, named", [
+    ("05_results", {"profile": "cpu", "run_root": "runs/smoke"},
+     "run_root: 'runs/smoke' is the folder of profile 'smoke', but profile is 'cpu'"),
+    ("02_mixing_preview", {"profile": "demo", "figures_dir": "figures/cpu"},
+     "figures_dir: 'figures/cpu' is the folder of profile 'cpu', but profile is 'demo'"),
+    ("04_train_dml", {"profile": "smoke", "data": "synthetic", "run_root": "runs/fashion-mnist"},
+     "run_root: 'runs/fashion-mnist' is named after dataset 'fashion-mnist', but data is 'synthetic'"),
+    ("01_superclass_hierarchy", {"profile": "cpu", "data": "cifar10", "run_root": "out/cifar100"},
+     "run_root: 'out/cifar100' is named after dataset 'cifar100', but data is 'cifar10'"),
+])
+def test_contradictory_folders_are_refused_naming_both(nb, given, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        nbparams.validate(nb, **given)
+
+
+def test_folders_follow_the_profile_unless_given():
+    params = nbparams.validate("05_results", profile="demo")
+    assert params["run_root"] == str(nbparams.PROJECT_ROOT / "runs" / "demo")
+    assert params["figures_dir"] == str(nbparams.PROJECT_ROOT / "figures" / "demo")
+    params = nbparams.validate("04_train_dml", profile="smoke", run_root="runs/mine")
+    assert params["run_root"] == str(nbparams.PROJECT_ROOT / "runs" / "mine")
+    assert params["data"] == "synthetic"  # the smoke profile's own
+
+
+@pytest.mark.parametrize("nb", [nb for nb in nbparams.NOTEBOOKS if nb != "04_train_dml"])
+def test_every_parameter_a_notebook_takes_is_used(nb):
+    """No parameter kept only for uniformity: each (but ``profile``, which picks the preset and
+    the folders) is read after validation. Notebook 04 hands ``params`` whole to the library."""
+    code = "\n".join(c.source for c in code_cells(nb)[1:])
+    for name in set(nbparams.spec(nb)) - {"profile"}:
+        assert re.search(rf"params\[[\"']{name}[\"']\]", code), f"{nb} never reads {name}"
+
+
 def test_failure_names_the_notebook_and_the_cell_and_stops(tmp_path, monkeypatch):
     failing = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
                                                                 "display_name": "Python 3"}})

@@ -8,6 +8,12 @@ Relative folders (``data_dir``, ``run_root``, ``figures_dir``, a ``superclasses`
 resolved against the project root (the folder holding the ``sdml`` package and ``notebooks/``),
 not the working folder: papermill runs a notebook from the project root, JupyterLab from
 ``notebooks/``, and both must read and write the same ``data/``, ``runs/`` and ``figures/``.
+
+A notebook's ``profile`` and ``data`` default to ``auto``, resolved as ``make reproduce`` resolves
+them on this machine (:func:`sdml.notebooks.auto.resolve_profile`, ``resolve_data``), and its
+``run_root`` and ``figures_dir`` to ``auto``: ``runs/<profile>`` and ``figures/<profile>``. So a
+notebook opened in JupyterLab and run as committed shows the runs the main job made. A folder
+named after another profile or dataset than the notebook's is refused, naming both.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from typing import Any, Callable
 from sdml.training.config import DATASETS, DEVICES, PROFILES
 from sdml.method.mixup import METHODS, TABLE1_METHODS
 from sdml.training.runs import run_name
+from sdml.notebooks.auto import default_folder, resolve_data, resolve_profile
 
 #: The project root: relative folders in a notebook's parameters are taken from here.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -88,14 +95,29 @@ def _methods(default: list) -> Param:
                  "a non-empty list of " + ", ".join(METHODS))
 
 
+def _auto_folder(default: str) -> Param:
+    return Param(default, lambda v: isinstance(v, str) and v != "",
+                 "auto (the profile's own folder) or a folder")
+
+
 COMMON: dict[str, Param] = {
-    "profile": _one_of(tuple(PROFILES))("smoke"),     # config preset
-    "data": _one_of(DATASETS)("synthetic"),            # dataset
+    "profile": _one_of(("auto", *PROFILES))("auto"),  # config preset; auto: as make reproduce
+    "data": _one_of(("auto", *DATASETS))("auto"),      # dataset; auto: the profile's own
     "data_dir": _str("data"),                          # where archives live
     "seed": _int(0)(0),                                # random seed
-    "run_root": _str("runs/smoke"),                    # run folder of this profile
-    "figures_dir": _str("figures/smoke"),              # where PNG figures go
+    "run_root": _auto_folder("auto"),                  # run folder of this profile; auto: runs/<profile>
+    "figures_dir": _auto_folder("auto"),               # where PNG figures go; auto: figures/<profile>
     "interactive": _bool(False),                       # widgets (JupyterLab) or static figures
+}
+
+#: The shared parameters each notebook takes (it uses every one of them).
+USES: dict[str, tuple[str, ...]] = {
+    "01_superclass_hierarchy": ("profile", "data", "run_root", "figures_dir"),
+    "02_mixing_preview": ("profile", "data", "data_dir", "seed", "figures_dir", "interactive"),
+    "03_ratio_distributions": ("profile", "data", "data_dir", "seed", "figures_dir"),
+    "04_train_dml": ("profile", "data", "data_dir", "seed", "run_root", "figures_dir"),
+    "05_results": ("profile", "run_root", "figures_dir"),
+    "06_analysis": ("profile", "data_dir", "seed", "run_root", "figures_dir"),
 }
 
 SPECS: dict[str, dict[str, Param]] = {
@@ -147,7 +169,7 @@ READS: dict[str, tuple[str, ...]] = {
 def spec(notebook: str) -> dict[str, Param]:
     if notebook not in SPECS:
         raise ValueError(f"notebook: {notebook!r} is not a notebook of the kit; allowed: {', '.join(NOTEBOOKS)}")
-    return {**COMMON, **SPECS[notebook]}
+    return {**{name: COMMON[name] for name in USES[notebook]}, **SPECS[notebook]}
 
 
 def defaults(notebook: str) -> dict[str, Any]:
@@ -166,13 +188,39 @@ def validate(notebook: str, **params) -> dict[str, Any]:
         if not allowed[name].check(value):
             raise ValueError(f"{name}: {value!r} is not allowed in notebook {notebook}; "
                              f"allowed: {allowed[name].allowed}")
+    resolve_auto(out)
     if notebook == "04_train_dml":
         check_train_params(out)
     for name in PATHS:
-        out[name] = project_path(out[name])
+        if name in out:
+            out[name] = project_path(out[name])
     if out.get("superclasses", "").endswith(".json"):
         out["superclasses"] = project_path(out["superclasses"])
     return out
+
+
+def resolve_auto(out: dict, log=print) -> None:
+    """Resolve ``auto`` in place: ``profile`` and ``data`` as ``make reproduce`` does on this
+    machine, ``run_root`` / ``figures_dir`` as the profile's folders; refuses a folder named
+    after another profile or dataset than the notebook's, naming both."""
+    out["profile"] = profile = resolve_profile(out["profile"], log=log)
+    if "data" in out:
+        out["data"] = resolve_data(out["data"], profile)
+    for name, top in (("run_root", "runs"), ("figures_dir", "figures")):
+        if name not in out:
+            continue
+        if out[name] == "auto":  # the runner's folder: runs/<profile>[-<data>]
+            out[name] = f"{top}/{default_folder(profile, out['data']) if 'data' in out else profile}"
+            continue
+        folder = Path(out[name]).name
+        if folder in PROFILES and folder != profile:
+            raise ValueError(f"{name}: {out[name]!r} is the folder of profile {folder!r}, but profile "
+                             f"is {profile!r}; allowed: auto ({top}/{profile}) or a folder not named "
+                             f"after another profile")
+        if "data" in out and folder in DATASETS and folder != out["data"]:
+            raise ValueError(f"{name}: {out[name]!r} is named after dataset {folder!r}, but data is "
+                             f"{out['data']!r}; allowed: auto ({top}/{profile}) or a folder not named "
+                             f"after another dataset")
 
 
 def check_train_params(out: dict) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdml.notebooks import params as nbparams
+from sdml.notebooks.auto import default_folder, resolve_data, resolve_profile  # noqa: F401 (the runner's)
 from sdml.method.mixup import TABLE1_METHODS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,22 +45,6 @@ class Step:
 
 # ----------------------------------------------------------------------------- resolving options
 
-def resolve_profile(profile: str, log=print) -> str:
-    """``auto``: ``paper`` when a CUDA GPU is present, else ``cpu``; says which and why."""
-    if profile != "auto":
-        return profile
-    import torch
-
-    if torch.cuda.is_available():
-        log(f"[sdml] profile auto -> paper: CUDA GPU found ({torch.cuda.get_device_name(0)}); "
-            f"Table 1's protocol (2 x ResNet-32, CIFAR-100, 200 epochs)")
-        return "paper"
-    log("[sdml] profile auto -> cpu: no CUDA GPU (torch.cuda.is_available() is False); the paper "
-        "profile (200 epochs of 2 x ResNet-32) needs one, so a small CPU run on real Fashion-MNIST "
-        "(a balanced subset, 2 x ResNet-8) instead")
-    return "cpu"
-
-
 def resolve_fuse_runs(fuse_runs: str, methods, log=print) -> bool:
     """``auto``: fuse the methods' runs when a CUDA GPU is present and there are several; on a
     CPU grouped convolutions are slower than a loop of separate models."""
@@ -74,22 +59,6 @@ def resolve_fuse_runs(fuse_runs: str, methods, log=print) -> bool:
         log(f"[sdml] fuse-runs auto -> on: CUDA GPU found; the {len(methods)} runs of a seed train "
             f"as one fused job")
     return fused
-
-
-def resolve_data(data: str, profile: str) -> str:
-    """``auto``: the profile's own dataset (paper: cifar100; cpu, quick, fashion: fashion-mnist;
-    smoke, demo: synthetic)."""
-    if data != "auto":
-        return data
-    from sdml.training.config import PROFILES
-
-    return PROFILES[profile].get("data", "cifar100") if profile in PROFILES else "cifar100"
-
-
-def default_folder(profile: str, data: str) -> str:
-    """The runs' and figures' folder name: the profile's, with ``-<data>`` when the data is not the
-    profile's own, so that one run root holds one dataset's runs (and one report describes them)."""
-    return profile if data == resolve_data("auto", profile) else f"{profile}-{data}"
 
 
 #: Seeds of notebook 04's runs when none are asked for: for the CPU main job, the seed rule of
@@ -183,9 +152,9 @@ def build_plan(profile: str, data: str, methods=TABLE1_METHODS, seeds=(0,), only
     executed = REPO / run_root / "executed"
 
     def make(nb: str, **own) -> dict:
-        spec = nbparams.spec(nb)
-        return nbparams.validate(nb, **{**common, **{k: v for k, v in extra.items() if k in spec},
-                                        **own})  # a step's own values (the control's weight) win
+        spec = nbparams.spec(nb)  # a notebook gets only the parameters it takes
+        return nbparams.validate(nb, **{k: v for k, v in {**common, **extra, **own}.items()
+                                        if k in spec})  # a step's own values (the control's weight) win
 
     plan = []
     for nb in select(only):

@@ -29,11 +29,14 @@ from sdml.io.lock import FolderBusy
 from sdml.io.readback import DamagedFile
 from sdml.method.mixup import TABLE1_METHODS
 from sdml.notebooks import stamps
+from sdml.notebooks.estimate import plan_work
+from sdml.notebooks.step_check import fused_step_holds
 from sdml.training.resume import RecordMismatch
 from sdml.notebooks.plan import (REPO, USES_DATA, Step, build_plan, describe, parse_param,
                                  resolve_data, resolve_fuse_runs, resolve_independent,
                                  resolve_profile, resolve_seeds,
                                  run_state)
+from sdml.training.eta import PlanClock
 
 NOTEBOOK_DIR = REPO / "notebooks"
 
@@ -110,22 +113,24 @@ class ProgressLines:
     console live; everything else stays in the executed copy only.
     """
 
-    def __init__(self, label: str, log=print):
-        self.label, self.log, self.pending = label, log, ""
+    def __init__(self, label: str, log=print, clock=None):
+        self.label, self.log, self.pending, self.clock = label, log, "", clock
 
     def write(self, text: str) -> int:
         *lines, self.pending = (self.pending + text).split("\n")
         for line in lines:
             line = line.rstrip("\r").split("\r")[-1]
             if PROGRESS.search(line):
-                self.log(f"[sdml]   {self.label}: {line.removeprefix('[sdml] ').strip()}")
+                # an epoch line of a run also gets the ETA of the plan's training
+                eta = self.clock.tick() if self.clock and not line.startswith("[sdml]") else ""
+                self.log(f"[sdml]   {self.label}: {line.removeprefix('[sdml] ').strip()}{eta}")
         return len(text)
 
     def flush(self) -> None:
         pass
 
 
-def execute(step: Step, log_output: bool = False, log=print) -> None:
+def execute(step: Step, log_output: bool = False, log=print, clock=None) -> None:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
     import papermill as pm
     from nbclient.exceptions import DeadKernelError
@@ -136,7 +141,7 @@ def execute(step: Step, log_output: bool = False, log=print) -> None:
         pm.execute_notebook(str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(step.output),
                             parameters=step.params, kernel_name="python3", cwd=str(REPO),
                             progress_bar=False, log_output=log_output, extra_arguments=KERNEL_ARGS,
-                            stdout_file=None if log_output else ProgressLines(step.label, log))
+                            stdout_file=None if log_output else ProgressLines(step.label, log, clock))
     except PapermillExecutionError as err:
         index, line = failed_cell(step.output)
         where = f"cell {index} ({line!r})" if index else f"cell {err.cell_index} of the executed copy"
@@ -158,7 +163,8 @@ def prepare_data(plan: list[Step], log=print) -> None:
     """Fetch and check a real dataset before any notebook runs, so missing files stop at once."""
     from sdml.data.load import check_data_dir, ensure_files
 
-    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan if s.notebook in USES_DATA})
+    wanted = sorted({(s.params["data"], s.params["data_dir"]) for s in plan
+                     if s.notebook in USES_DATA and "data" in s.params})  # 06 reads its runs' data
     for data, folder in wanted:
         check_data_dir(REPO / folder)  # every dataset, synthetic included
         if data != "synthetic":
@@ -242,7 +248,7 @@ def plan_states(plan: list[Step]) -> list[str]:
 
 
 def run_plan(plan: list[Step], log=print, log_output: bool = False,
-             started: float | None = None) -> None:
+             started: float | None = None, clock=None) -> None:
     """Execute the plan in order, skipping finished 04 runs and unchanged notebooks (see
     :mod:`sdml.notebooks.stamps`); stops at the first failure. Ends with the plan's wall time
     (since ``started``, a :func:`time.perf_counter` value, when runs were trained before it)."""
@@ -261,7 +267,9 @@ def run_plan(plan: list[Step], log=print, log_output: bool = False,
             continue
         log(f"[sdml] {i}/{len(plan)} {step.label}" + (f" ({state})" if state != "run" else "") + " ...")
         t0, started = time.perf_counter(), time.time()
-        execute(step, log_output, log)
+        if clock is not None and step.run_dirs:
+            clock.begin()
+        execute(step, log_output, log, clock)
         stamps.record(source, step.notebook, step.params, step.output, started)
         ran += 1
         log(f"[sdml] {i}/{len(plan)} {step.label}: done in {time.perf_counter() - t0:.0f} s "
@@ -378,12 +386,17 @@ def run_command(args) -> int:
     states = plan_states(plan)  # runs that are not the ones asked for are refused first
     estimate(plan, states, workers, args.max_hours, log)  # a plan far too long is refused here
     prepare_data(plan)
+    if fuse_runs and not fused_step_holds(plan):
+        plan = build_plan(profile, data, args.methods, seeds, args.only, args.runs_root,
+                          args.figures_root, args.data_dir, extra, False, independent)
+        states = plan_states(plan)
     if args.log_output:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     pretrain(plan, states, workers, log)
-    run_plan(plan, log=log, log_output=args.log_output, started=started)
+    run_plan(plan, log=log, log_output=args.log_output, started=started,
+             clock=PlanClock(plan_work(plan).run_epochs))  # what is left after the pool
     return 0
 
 

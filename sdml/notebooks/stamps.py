@@ -104,7 +104,7 @@ def stamp_path(output: Path) -> Path:
 def written_since(params: dict, since: float) -> list[Path]:
     """Files under ``figures_dir`` and ``run_root`` (not inside run folders) modified after ``since``."""
     found = []
-    for folder in {Path(params["figures_dir"]), Path(params["run_root"])}:
+    for folder in {Path(params[name]) for name in ("figures_dir", "run_root") if name in params}:
         if folder.is_dir():
             found += [p for p in folder.iterdir() if p.is_file() and p.stat().st_mtime >= since - 0.01]
     return found

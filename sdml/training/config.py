@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from sdml.data.datasets import DATASETS, SPECS
 from sdml.method.losses import check_mutual_weight
@@ -23,60 +23,66 @@ COMPILE = ("auto", "off", "on", "graphs")
 SHORTCUTS = ("A", "B")
 
 
+def _field(default, help: str):
+    """A config field whose ``help`` (units included) is what ``--help`` shows for its option."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class Config:
     # --- data
-    data: str = "cifar100"             # cifar100 | cifar10 | fashion-mnist | synthetic
-    data_dir: str = "data"             # folder of the archives / idx files / synthetic data
-    download: bool = True              # fetch a real dataset's files when they are missing
-    train_per_class: int = 0           # train on the first n images of each class; 0 = all
-    test_per_class: int = 0            # test on the first n images of each class; 0 = all
-    synthetic_train_per_class: int = 500  # images per class in the synthetic train split
-    synthetic_test_per_class: int = 100   # images per class in the synthetic test split
-    synthetic_seed: int = 0            # the synthetic dataset's own seed (not the run's)
-    augment: bool = True               # random crop (the dataset's zero padding) + horizontal flip
+    data: str = _field("cifar100", "cifar100 | cifar10 | fashion-mnist | synthetic")
+    data_dir: str = _field("data", "folder of the archives / idx files / synthetic data")
+    download: bool = _field(True, "fetch a real dataset's files when they are missing")
+    train_per_class: int = _field(0, "train on the first n images of each class; 0 = all")
+    test_per_class: int = _field(0, "test on the first n images of each class; 0 = all")
+    synthetic_train_per_class: int = _field(500, "images per class in the synthetic train split")
+    synthetic_test_per_class: int = _field(100, "images per class in the synthetic test split")
+    synthetic_seed: int = _field(0, "the synthetic dataset's own seed (not the run's)")
+    augment: bool = _field(True, "random crop (the dataset's zero padding) + horizontal flip")
     # --- superclasses
-    superclasses: str = "auto"         # auto (own, else wordnet) | cifar | wordnet | JSON path
-    wordnet_k: int = 0                 # WordNet groups; 0 = the dataset's default k
+    superclasses: str = _field("auto", "auto (own, else wordnet) | cifar | wordnet | JSON path")
+    wordnet_k: int = _field(0, "WordNet groups; 0 = the dataset's default k")
     # --- mixing
-    method: str = "superclass-beta"    # none | mixup | superclass-choice | superclass-beta | superclass-soft
-    alpha: float = 1.0                 # plain mixup: lam ~ Beta(alpha, alpha)
-    same_ratio: float = 0.5            # superclass-choice, same superclass: lam
-    diff_ratio: float = 0.9            # superclass-choice, different: lam = diff_ratio or 1 - diff_ratio
-    same_alpha: float = 8.0            # superclass-beta/soft, same superclass: Beta(same_alpha, same_alpha)
-    diff_alpha: float = 0.2            # superclass-beta/soft, different: Beta(diff_alpha, diff_alpha)
+    method: str = _field("superclass-beta", "none | mixup | superclass-choice | superclass-beta | "
+                                            "superclass-soft")
+    alpha: float = _field(1.0, "plain mixup: lam ~ Beta(alpha, alpha)")
+    same_ratio: float = _field(0.5, "superclass-choice, same superclass: lam")
+    diff_ratio: float = _field(0.9, "superclass-choice, different: lam = diff_ratio or 1 - diff_ratio")
+    same_alpha: float = _field(8.0, "superclass-beta/soft, same superclass: Beta(same_alpha, same_alpha)")
+    diff_alpha: float = _field(0.2, "superclass-beta/soft, different: Beta(diff_alpha, diff_alpha)")
     # --- model
-    depth: int = 32                    # CIFAR ResNet depth, 6n + 2
-    width: int = 16                    # channels of the first stage (then x2, x4)
-    shortcut: str = "A"                # A: zero-padding identity | B: 1x1 conv projection
-    peers: int = 2                     # K models trained together
-    temperature: float = 1.0           # softmax temperature of the KL term
-    mutual_weight: float = 1.0         # weight of the mutual (KL) term: 1 = DML, 0 = independent
-                                       # peers (cross entropy only; peers = 1 allowed)
+    depth: int = _field(32, "CIFAR ResNet depth, 6n + 2")
+    width: int = _field(16, "channels of the first stage (then x2, x4)")
+    shortcut: str = _field("A", "A: zero-padding identity | B: 1x1 conv projection")
+    peers: int = _field(2, "K models trained together")
+    temperature: float = _field(1.0, "softmax temperature of the KL term")
+    mutual_weight: float = _field(1.0, "weight of the mutual (KL) term: 1 = DML, 0 = independent peers "
+                                       "(cross entropy only; peers = 1 allowed)")
     # --- optimisation
-    epochs: int = 200                  # passes over the train split
-    batch_size: int = 64               # samples per step; all peers see the same mixed batch
-    lr: float = 0.1                    # initial learning rate
-    momentum: float = 0.9              # Nesterov momentum
-    weight_decay: float = 5e-4         # L2 penalty of SGD, on all parameters
-    milestones: tuple[int, ...] = (60, 120, 180)  # epochs where lr is multiplied by gamma
-    gamma: float = 0.1                 # lr factor at each milestone
-    eval_batch_size: int = 1000        # test samples per forward pass
-    eval_every: int = 1                # evaluate (test split, training top-1) every n epochs and
-                                       # at the last; the other epochs record training loss only
-    max_steps_per_epoch: int = 0       # 0 = the whole train split each epoch
+    epochs: int = _field(200, "passes over the train split")
+    batch_size: int = _field(64, "samples per step; all peers see the same mixed batch")
+    lr: float = _field(0.1, "initial learning rate")
+    momentum: float = _field(0.9, "Nesterov momentum")
+    weight_decay: float = _field(5e-4, "L2 penalty of SGD, on all parameters")
+    milestones: tuple[int, ...] = _field((60, 120, 180), "epochs where lr is multiplied by gamma")
+    gamma: float = _field(0.1, "lr factor at each milestone")
+    eval_batch_size: int = _field(1000, "test samples per forward pass")
+    eval_every: int = _field(1, "evaluate (test split, training top-1) every n epochs and at the "
+                                "last; the other epochs record training loss only")
+    max_steps_per_epoch: int = _field(0, "0 = the whole train split each epoch")
     # --- execution
-    seed: int = 0                      # the run seed: weights, shuffling, augmentation, mixing
-    device: str = "auto"               # auto | cpu | cuda | mps
-    fuse: str = "auto"                 # loop | grouped | auto (grouped on CUDA, loop on CPU)
-    compile: str = "auto"              # on | graphs | off | auto (on for CUDA); graphs: on, plus
-                                       # CUDA graphs (mode reduce-overhead) where they hold
-    threads: int = 0                   # CPU threads for torch; 0 = auto (free cores, <= 8)
-    ddp: bool = False                  # one run data-parallel over torchrun's ranks: each takes
-                                       # batch_size / world size samples (DistributedDataParallel)
-    sync_bn: bool = False              # with ddp on CUDA: BatchNorm over the global batch
-                                       # (SyncBatchNorm); off: each rank's own slice
-    profile: str = "paper"             # the preset these values started from (provenance)
+    seed: int = _field(0, "the run seed: weights, shuffling, augmentation, mixing")
+    device: str = _field("auto", "auto | cpu | cuda | mps")
+    fuse: str = _field("auto", "loop | grouped | auto (grouped on CUDA, loop on CPU)")
+    compile: str = _field("auto", "on | graphs | off | auto (on for CUDA); graphs: on, plus CUDA graphs "
+                                  "(mode reduce-overhead) where they hold")
+    threads: int = _field(0, "CPU threads for torch; 0 = auto (free cores, <= 8)")
+    ddp: bool = _field(False, "one run data-parallel over torchrun's ranks: each takes batch_size / world "
+                              "size samples (DistributedDataParallel)")
+    sync_bn: bool = _field(False, "with ddp on CUDA: BatchNorm over the global batch (SyncBatchNorm); off: "
+                                  "each rank's own slice")
+    profile: str = _field("paper", "the preset these values started from (provenance)")
 
     def __post_init__(self):
         # "auto" and 0 become the dataset's defaults here, so a saved config, a run folder's

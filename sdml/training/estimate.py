@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from sdml.training.config import Config
+from sdml.training.eta import duration_text
 
 EVAL_COST = 0.5  # an evaluated image's cost, in trained images
 #: Beyond this, a plan on a CPU is refused unless asked for (days of a laptop's time, such as
@@ -63,13 +64,6 @@ def spread_seconds(loads: list[float], images_per_s: float, parallel: int = 1) -
 def plan_seconds(cfgs: list[Config], images_per_s: float, parallel: int = 1) -> float:
     """Seconds to train ``cfgs`` at ``images_per_s`` per process, ``parallel`` at once."""
     return spread_seconds([run_images(c) for c in cfgs], images_per_s, parallel)
-
-
-def duration_text(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{max(minutes, 1)} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def check_plan_time(seconds: float, device_type: str, max_hours: float | None = None) -> str:

@@ -26,6 +26,7 @@ from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.data.batches import PAD, crop_flip, normalize
 from sdml.training.config import Config
+from sdml.training.eta import eta_note
 from sdml.models.fused import GroupedPeers, SharedInput
 from sdml.training.job_checkpoints import load_runs, save_runs, settle_checkpoints
 from sdml.method.losses import dml_losses
@@ -246,6 +247,7 @@ def _train_job(cfgs, run_dirs, progress, scs, mix_params, arrays, progress_bar, 
     for d, c in zip(run_dirs, cfgs):
         log(f"[sdml]   {d} | {c.method} | {mode_text(c.mutual_weight)} | superclasses "
             f"{c.superclasses} | seed {c.seed}")
+    started = time.perf_counter()
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train all runs
@@ -262,8 +264,9 @@ def _train_job(cfgs, run_dirs, progress, scs, mix_params, arrays, progress_bar, 
         for d, row in zip(run_dirs, rows):
             runs.append_metrics(d, row)
         save_runs(run_dirs, epoch + 1, model, optimizer)
+        eta = eta_note("job", time.perf_counter() - started, epoch + 1 - done, cfg.epochs - done)
         for d, row in zip(run_dirs, rows):
-            log(f"{d.name}: {summary_line(row, cfg.epochs)}")
+            log(f"{d.name}: {summary_line(row, cfg.epochs)}{eta}")
         if on_epoch is not None:
             on_epoch(rows)
     missing = [not (d / runs.PREDICTIONS).exists() for d in run_dirs]

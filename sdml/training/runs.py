@@ -260,17 +260,30 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 
 def read_record(run_dir: Path) -> dict:
-    """``config.json`` read and checked: a JSON object whose ``config`` is a valid config
-    (:func:`sdml.training.config.from_dict`: known fields, types, finite numbers in range), and
-    whose ``superclasses`` and ``provenance``, when present, are objects."""
-    path = Path(run_dir) / CONFIG
-    record = read_json(path, CONFIG_FIX)
+    """``config.json`` read and checked (:func:`_checked_record`)."""
+    return _checked_record(Path(run_dir) / CONFIG, CONFIG_FIX)
+
+
+def read_config_file(path: str | Path) -> Config:
+    """The config a run recorded, from its ``config.json`` (or the run folder holding it), to
+    train it again; a damaged or foreign file is a one-line error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG
+    return from_dict(_checked_record(path, "give the config.json of a run folder this kit wrote")["config"])
+
+
+def _checked_record(path: Path, fix: str) -> dict:
+    """A JSON object whose ``config`` is a valid config (:func:`sdml.training.config.from_dict`:
+    known fields, types, finite numbers in range), and whose ``superclasses``, ``provenance`` and
+    ``ddp``, when present, are objects."""
+    record = read_json(path, fix)
     if not isinstance(record.get("config"), dict):
-        raise DamagedFile(path, "has no 'config' object", CONFIG_FIX)
-    with damage_named(path, CONFIG_FIX, "its config is not valid"):
+        raise DamagedFile(path, "has no 'config' object", fix)
+    with damage_named(path, fix, "its config is not valid"):
         from_dict(record["config"])
     for key in ("superclasses", "provenance", "ddp"):
-        check(isinstance(record.get(key, {}), dict), path, f"its {key!r} is not an object", CONFIG_FIX)
+        check(isinstance(record.get(key, {}), dict), path, f"its {key!r} is not an object", fix)
     return record
 
 

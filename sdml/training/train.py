@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
+from sdml.training import guard
 from sdml.training import resume as resume_mod
 from sdml.training import runs
 from sdml.training.config import Config
+from sdml.training.eta import eta_note
 from sdml.training.step import Stepper, plan_epoch
 
 try:
@@ -70,6 +72,15 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, fuse: str,
     return model
 
 
+def step_builder(cfg: Config, num_classes: int, device: torch.device, in_channels: int = 3):
+    """``(fuse, tensor_lr) -> (model, optimizer)`` from the run's initial weights, for the step
+    check (:func:`sdml.training.guard.check_step`)."""
+    def build(fuse: str, tensor_lr: bool):
+        model = build_model(cfg, num_classes, device, fuse, in_channels)
+        return model, make_optimizer(cfg, model, tensor_lr=tensor_lr)
+    return build
+
+
 def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum over all peers' parameters (SGD is per element, so one
     optimiser over K peers equals K optimisers). A tensor lr lets a compiled step follow the
@@ -120,6 +131,13 @@ def steps_per_epoch(cfg: Config, n_train: int) -> int:
 def use_compile(cfg: Config, device: torch.device) -> bool:
     """``auto`` compiles on CUDA only: on a few CPU cores compiling does not pay off."""
     return cfg.compile in ("on", "graphs") or (cfg.compile == "auto" and device.type == "cuda")
+
+
+def step_path(cfg: Config, device: torch.device) -> guard.StepPath:
+    """The training step a run chooses on ``device``: peers, precision, compilation."""
+    compiled = use_compile(cfg, device)
+    return guard.StepPath(resolve_fuse(cfg.fuse, device), compiled, compiled and use_graphs(cfg),
+                          device.type == "cuda")
 
 
 def use_graphs(cfg: Config) -> bool:
@@ -271,14 +289,17 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         # check the folder, then write: nothing changes in it unless every check passed
         record = resume_mod.check_record(run_dir, cfg, resume, deps)
         fuse = resolve_fuse(record.cfg.fuse, resolve_device(record.cfg.device))
+        plain = not record.new and guard.fell_back(runs.read_record(run_dir))
+        if plain:  # the step check made this run fall back when it started: it stays there
+            fuse = guard.PLAIN.fuse
         progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg, fuse)
         resume_mod.begin(run_dir, record, progress)
         return _train_claimed(record.cfg, run_dir, progress, sc, mix_params, arrays, progress_bar,
-                              log, on_epoch)
+                              log, on_epoch, plain)
 
 
 def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays, progress_bar: bool,
-                   log, on_epoch) -> list[dict]:
+                   log, on_epoch, plain: bool = False) -> list[dict]:
     """:func:`train` once the folder is claimed and checked."""
     from sdml.data.batches import to_device
     from sdml.data.datasets import get_spec
@@ -291,21 +312,33 @@ def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays,
         from sdml.training.threads import cpu_threads
 
         torch.set_num_threads(cpu_threads(cfg.threads))
-    fuse = resolve_fuse(cfg.fuse, device)
     data = to_device(arrays, device)
     superclass_of = sc.of.to(device)
     reference_of = reference_superclasses(spec).of.to(device)
+    # check the chosen step against the plain one on one batch (see sdml.training.guard)
+    path = step_path(cfg, device) if not plain else guard.PLAIN
+    check = guard.check_step(cfg, path, data, superclass_of, mix_params,
+                             step_builder(cfg, len(arrays.fine_names), device, arrays.train_x.shape[1]),
+                             stream_seed(cfg.seed, "epoch", 0))
+    if check is not None:
+        guard.record(run_dir, check)
+        if not check.passed:
+            log(check.line())
+            path = guard.PLAIN
+    fuse, compiled = path.fuse, path.compiled
     model = build_model(cfg, len(arrays.fine_names), device, fuse, arrays.train_x.shape[1])
-    compiled = use_compile(cfg, device)
+    if not path.amp:
+        model = model.to(memory_format=torch.contiguous_format)
     optimizer = make_optimizer(cfg, model, tensor_lr=compiled)
     done = 0
     if progress is not None and progress.state is not None:
         done = runs.load_checkpoint(run_dir, model, optimizer, fuse, device, state=progress.state)
     lrs = lr_schedule(cfg)
-    stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=device.type == "cuda",
-                      compile=compiled, graphs=use_graphs(cfg), mutual_weight=cfg.mutual_weight)
+    stepper = Stepper(model, optimizer, data, cfg.temperature, use_amp=path.amp,
+                      compile=compiled, graphs=path.graphs, mutual_weight=cfg.mutual_weight)
     log(f"[sdml] run {run_dir} | {cfg.method} | {mode_text(cfg.mutual_weight)} | {cfg.peers} x ResNet-{cfg.depth} (width {cfg.width}, "
         f"{fuse}) | {cfg.data} | device {device}{thread_note()} | epochs {done + 1}..{cfg.epochs}")
+    started = time.perf_counter()
     for epoch in range(done, cfg.epochs):
         set_lr(optimizer, lrs[epoch], tensor=stepper.compiled)
         # train
@@ -319,7 +352,8 @@ def _train_claimed(cfg: Config, run_dir: Path, progress, sc, mix_params, arrays,
         # log, then checkpoint (a kill in between is repaired on resume by trimming the log)
         runs.append_metrics(run_dir, row)
         runs.save_checkpoint(run_dir, epoch + 1, model, optimizer, fuse)
-        log(summary_line(row, cfg.epochs))
+        log(summary_line(row, cfg.epochs)
+            + eta_note("run", time.perf_counter() - started, epoch + 1 - done, cfg.epochs - done))
         if on_epoch is not None:
             on_epoch(row)
     if done < cfg.epochs or not (run_dir / runs.PREDICTIONS).exists():
