@@ -62,9 +62,18 @@ def _run_folders(params: dict) -> list[Path]:
     return [d for d in sorted(Path(params["run_root"]).glob("*/")) if (d / "config.json").is_file()]
 
 
+def _datasets(params: dict) -> list[str]:
+    """The datasets a notebook reads: its ``data`` parameter, else (06) those its runs name."""
+    if "data" in params:
+        return [params["data"]]
+    from sdml.training.runs import read_record
+
+    return sorted({read_record(d)["config"]["data"] for d in _run_folders(params)})
+
+
 #: Each kind of :data:`sdml.notebooks.params.READS` as the files it names for a parameter set.
 KINDS = {
-    "data": lambda params: data_files(params["data"], params["data_dir"]),
+    "data": lambda params: [p for d in _datasets(params) for p in data_files(d, params["data_dir"])],
     "mappings": lambda params: sorted(MAPPINGS.rglob("*.json")),
     "runs": lambda params: [d / name for d in _run_folders(params) for name in RUN_FILES],
     "checkpoints": lambda params: [d / "checkpoint.pt" for d in _run_folders(params)],

@@ -96,6 +96,9 @@ def limits_text(finished: list[Run]) -> str:
     if c["data"] == "cifar100" and c["depth"] == 32 and c["epochs"] >= 200:
         return ("The setting is the paper's protocol; the paper does not state its seeds, so its "
                 "single numbers cannot be set against a spread.")
+    if c["data"] == "synthetic":
+        return ("What it cannot say: on synthetic data the numbers only show that the pipeline "
+                "works, not how the methods compare on real images.")
     shares = [statistics.fmean(m["same_superclass_share"] for m in r.metrics)
               for r in finished if r.config["method"] == "superclass-beta"
               and all("same_superclass_share" in m for m in r.metrics)]
