@@ -2,17 +2,13 @@
 import pytest
 
 from sdml.training import train as train_mod
-from sdml.training.config import make_config
+from tiny_run import tiny_config
 from sdml.training.pool import plan_workers, train_in_pool
 from sdml.training.runs import read_metrics
 
 
 def tiny(tmp_path, **kw):
-    base = dict(data="synthetic", data_dir=str(tmp_path / "data"), depth=8, width=4, epochs=2,
-                batch_size=32, lr=0.05, synthetic_train_per_class=4,
-                synthetic_test_per_class=2, max_steps_per_epoch=2, eval_batch_size=200, threads=1)
-    base.update(kw)
-    return make_config("smoke", **base)
+    return tiny_config(tmp_path, **{"epochs": 2, "max_steps_per_epoch": 2, **kw})
 
 
 @pytest.mark.parametrize("workers, runs, cores, want", [

@@ -8,14 +8,10 @@ from sdml.training import runs
 from sdml.training import train as train_mod
 from sdml.cli import main
 from sdml.training.config import make_config
+from tiny_run import tiny_config
 
 
-def tiny(tmp_path, **kw):
-    base = dict(data="synthetic", data_dir=str(tmp_path / "data"), depth=8, width=4, epochs=3,
-                batch_size=32, lr=0.05, synthetic_train_per_class=4,
-                synthetic_test_per_class=2, max_steps_per_epoch=3, eval_batch_size=200, threads=1)
-    base.update(kw)
-    return make_config("smoke", **base)
+tiny = tiny_config
 
 
 def weights(run_dir):

@@ -16,6 +16,17 @@ TINY = ["--profile", "smoke", "--depth", "8", "--width", "4", "--batch-size", "3
 TIMING = ("train_seconds", "images_per_s", "threads")
 
 
+def tiny_config(tmp_path, **overrides):
+    """The same tiny run as a validated config (``smoke`` with :data:`TINY`'s sizes), data under
+    ``tmp_path/data``; ``overrides`` win."""
+    from sdml.training.config import make_config
+
+    base = dict(data="synthetic", data_dir=str(tmp_path / "data"), depth=8, width=4, epochs=3,
+                batch_size=32, lr=0.05, synthetic_train_per_class=4,
+                synthetic_test_per_class=2, max_steps_per_epoch=3, eval_batch_size=200, threads=1)
+    return make_config("smoke", **{**base, **overrides})
+
+
 def train_argv(out, data_dir, epochs: int = 3, *extra) -> list[str]:
     return ["train", "--out", str(out), "--data-dir", str(data_dir), "--epochs", str(epochs),
             *TINY, *extra]
