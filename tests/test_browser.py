@@ -47,12 +47,15 @@ def _require_browser():
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project: what a fresh clone holds of the library and the notebooks."""
+    """A copy of the project: what a fresh clone holds of the library, the notebooks and the
+    sweep they read."""
     _require_browser()
     root = tmp_path_factory.mktemp("project")
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
     for folder in ("sdml", "notebooks"):
         shutil.copytree(REPO / folder, root / folder, ignore=ignore)
+    (root / "benchmarks").mkdir()  # notebook 05 draws the committed regime sweep
+    shutil.copy2(REPO / "benchmarks" / "regime_sweep.json", root / "benchmarks")
     return root
 
 

@@ -145,7 +145,7 @@ def summarise(cfgs: list[Config], run_dirs: list[Path], env: RankEnv,
         if evaluated:
             last = evaluated[-1]
             accs = (f" | test top-1 {' '.join(f'{a:.2f}' for a in last['test_acc'])} "
-                    f"ens {last['ensemble_acc']:.2f} (epoch {last['epoch']})")
+                    f"ens {last['ensemble_acc']:.2f}")
         summary.lines.append(f"{d.name}: rank {rank} | {state} | epoch "
                              f"{rows[-1]['epoch'] if rows else 0}/{cfg.epochs}{accs}")
     return summary
