@@ -84,16 +84,9 @@ def train_one(job: tuple[dict, str]) -> tuple[str, float]:
     return run_dir, time.perf_counter() - t0
 
 
-def last_tenth_change(rows: list[dict], epochs: int) -> float | None:
-    """Largest absolute move of the peers' mean test top-1 between evaluated epochs inside the
-    last 10 % of epochs (None when fewer than two evaluations fall there)."""
-    start = epochs - max(1, round(0.1 * epochs))
-    accs = [statistics.fmean(r["test_acc"]) for r in rows if "test_acc" in r and r["epoch"] >= start]
-    return max(accs) - min(accs) if len(accs) >= 2 else None
-
-
 def summarise(name: str, overrides: dict, out: Path, seeds: list[int]) -> dict:
     """One table row per method of a setting, from its run folders."""
+    from sdml.results.verdict import last_tenth_change
     from sdml.training.runs import read_metrics
 
     epochs = overrides["epochs"]

@@ -69,3 +69,17 @@ def test_independent_runs_are_left_out_of_the_claims():
     groups = verdict.dml_groups(dml + control)
     assert set(groups) == {"none"}
     assert verdict.compare(groups, "superclass-beta", "none") is None
+
+
+def test_the_convergence_figure_is_the_largest_move_in_the_last_tenth():
+    rows = [{"epoch": e, "test_acc": [a, a + 1.0]} for e, a in
+            [(10, 50.0), (20, 60.0), (50, 79.0), (54, 80.0), (57, 80.4), (60, 80.1)]]
+    rows.insert(3, {"epoch": 53, "train_loss": [0.1, 0.1]})  # not evaluated: no test_acc
+    assert verdict.last_tenth_change(rows, 60) == pytest.approx(0.4)  # epochs 54..60
+    assert verdict.last_tenth_change(rows[:-2], 60) is None  # one evaluation there
+    real = dict(data="fashion-mnist")
+    fit = runs("none", [(80.0, 80.4), (80.1, 79.7)], train=[(99.0, 98.0), (97.0, 96.0)], **real)
+    for r in fit:  # fake_run's single row is epoch 3 of 3: one evaluation, no figure
+        r.metrics.insert(0, {"epoch": 2, "test_acc": [79.0, 79.4], "train_loss": [0.1, 0.1]})
+    text = verdict.verdict_markdown(fit + runs("mixup", [(81.0, 81.0), (81.5, 81.5)], **real))
+    assert "their test top-1 moved by 0.85 points over the last 10 % of epochs" in text  # 1.0, 0.7

@@ -12,9 +12,7 @@ from pathlib import Path
 
 from sdml.io.readback import DamagedFile, read_json
 from sdml.results.power import seeds_for_effect
-from sdml.results.verdict import FIT_THRESHOLD
-
-CONVERGED = 0.5  # points: the most the test top-1 may move over the last 10 % of epochs
+from sdml.results.verdict import CONVERGED, FIT_THRESHOLD
 SERIES_KEYS = ("epochs", "milestones", "eval_every")  # what varies along the length series
 
 

@@ -24,6 +24,7 @@ CLAIMS = (("superclass-beta", "none"), ("superclass-beta", "mixup"),
           ("superclass-choice", "none"), ("superclass-choice", "mixup"),
           ("superclass-beta", "superclass-choice"), ("mixup", "none"))
 FIT_THRESHOLD = 95.0  # training top-1 [%] of the no-mixup peers that counts as "fits its data"
+CONVERGED = 0.5  # points: the most the test top-1 may move over the last 10 % of epochs
 
 
 def peers_mean(run: Run) -> float:
@@ -72,6 +73,14 @@ def _claim_text(method: str, baseline: str, res: dict) -> str:
             f"{res['high']:+.2f}, {p}, {res['n']} seeds): **{res['verdict']}**")
 
 
+def last_tenth_change(rows: list[dict], epochs: int) -> float | None:
+    """Largest move of the peers' mean test top-1 between the evaluated epochs inside the last
+    10 % of ``epochs`` (None when fewer than two evaluations fall there): the convergence figure."""
+    start = epochs - max(1, round(0.1 * epochs))
+    accs = [statistics.fmean(r["test_acc"]) for r in rows if "test_acc" in r and r["epoch"] >= start]
+    return max(accs) - min(accs) if len(accs) >= 2 else None
+
+
 def regime_text(finished: list[Run]) -> str:
     """The no-mixup DML peers' final training top-1 and whether they fit their data."""
     none = [r for r in finished if r.config["method"] == "none" and mutual_weight(r.config) == 1
@@ -87,7 +96,12 @@ def regime_text(finished: list[Run]) -> str:
              f"below the {FIT_THRESHOLD:.0f} % at which the peers count as fitting their data, "
              f"so the peers are starved and any regulariser, mixing included, is expected to cost "
              f"accuracy")
-    return f"{setting}; the no-mixup peers end at {fit:.1f} % training top-1, {where}"
+    moves = [m for m in (last_tenth_change(r.metrics, r.config["epochs"]) for r in none)
+             if m is not None]
+    converged = ("" if not moves else
+                 f"; their test top-1 moved by {statistics.fmean(moves):.2f} points over the last "
+                 f"10 % of epochs (mean over seeds; converged below {CONVERGED:g})")
+    return f"{setting}; the no-mixup peers end at {fit:.1f} % training top-1, {where}{converged}"
 
 
 def limits_text(finished: list[Run]) -> str:
