@@ -22,17 +22,10 @@ class Work:
 
 
 def train_size(cfg) -> int:
-    """Training images of a run: its per-class subset, the synthetic split, else the dataset's."""
-    from sdml.data.datasets import get_spec
+    """Training images of a run, from its dataset's declaration and subset (nothing is read)."""
+    from sdml.training.estimate import split_sizes
 
-    spec = get_spec(cfg.data)
-    if cfg.train_per_class:
-        return cfg.train_per_class * spec.num_classes
-    if cfg.data == "synthetic":
-        return cfg.synthetic_train_per_class * spec.num_classes
-    from sdml.data.load import dataset_for
-
-    return len(dataset_for(cfg).train_y)
+    return split_sizes(cfg)[0]
 
 
 def plan_work(plan, size=train_size) -> Work:
