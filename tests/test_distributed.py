@@ -38,6 +38,15 @@ def options(data_dir) -> list[str]:
     return out
 
 
+#: A gloo process group can abort in C++ when a rank tears it down ("terminate called without an
+#: active exception", SIGABRT): a race in the library, not in the kit, seen once in the four
+#: full-suite runs of 2026-12-07. The worker test retries on exactly that message, at most
+#: GLOO_TRIES times in all, each into a fresh folder; any other failure fails at once. If one
+#: abort hits a worker run with probability p, the test then fails by chance with p ** 3.
+GLOO_ABORT = "terminate called without an active exception"
+GLOO_TRIES = 3
+
+
 def torchrun(nproc: int, *argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --standalone`` (a free port of its own) from the repo."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -199,8 +208,14 @@ def test_ddp_step_equals_the_single_process_step(tmp_path):
 
     cfg = tiny(tmp_path / "data", method="superclass-beta")
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    worker = torchrun(2, "tests/ddp_worker.py", str(tmp_path / "cfg.json"), str(tmp_path))
+    for attempt in range(GLOO_TRIES):  # each attempt into a fresh folder
+        out = tmp_path / f"attempt{attempt}"
+        out.mkdir()
+        worker = torchrun(2, "tests/ddp_worker.py", str(tmp_path / "cfg.json"), str(out))
+        if worker.returncode == 0 or GLOO_ABORT not in worker.stderr:
+            break
     assert worker.returncode == 0, worker.stderr[-3000:]
+    tmp_path = out  # the worker's outputs
     got = torch.load(tmp_path / "steps.pt", weights_only=True)
     gaps = {}
     for mode in ("bn_eval", "bn_train"):
