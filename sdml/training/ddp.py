@@ -132,6 +132,12 @@ def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: d
             deps = {**resume_mod.depends(sc, resume_mod.dataset_identity(cfg.data, arrays)), **extra}
             record = resume_mod.check_record(run_dir, cfg, resume, deps)
             progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg)
+            if progress is not None and progress.state is not None:
+                from sdml.training.train import check_checkpoint_loads, resolve_fuse
+
+                fuse = resolve_fuse(record.cfg.fuse, rank_device(record.cfg.device, env.local_rank))
+                check_checkpoint_loads(run_dir, progress.state, record.cfg, fuse,
+                                       len(arrays.fine_names), arrays.train_x.shape[1])
             resume_mod.begin(run_dir, record, progress)
             box = [(record.cfg.to_dict(), progress.done if progress else 0)]
     except (ValueError, FileNotFoundError) as err:

@@ -32,10 +32,11 @@ from sdml.training.job_checkpoints import load_runs, save_runs, settle_checkpoin
 from sdml.method.losses import dml_losses
 from sdml.method.mixup import mix_images
 from sdml.training.step import EpochPlan, Stepper, plan_epoch
-from sdml.training.train import (build_model, check_finite, evaluate_runs, is_eval_epoch, lr_schedule, make_optimizer,
-                                 mode_text, predict, resolve_device, resolve_mix_params, set_lr,
-                                 steps_per_epoch, stream_seed, summary_line, tqdm, use_compile,
-                                 thread_note, use_graphs)
+from sdml.training.train import (build_model, check_checkpoint_loads, check_finite, evaluate_runs,
+                                 is_eval_epoch, lr_schedule, make_optimizer, mode_text, predict,
+                                 resolve_device, resolve_mix_params, set_lr, steps_per_epoch,
+                                 stream_seed, summary_line, thread_note, tqdm, use_compile,
+                                 use_graphs)
 
 #: Config fields in which the runs of one job may differ (they do not change the job's shapes).
 MAY_DIFFER = ("method", "alpha", "same_ratio", "diff_ratio", "same_alpha", "diff_alpha",
@@ -208,6 +209,10 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
         if len(set(done_each)) > 1:
             raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
                              f"resumes runs at the same epoch (resume the others alone first)")
+        for d, rec, prog in zip(run_dirs, records, progress):
+            if prog is not None and prog.state is not None:
+                check_checkpoint_loads(d, prog.state, rec.cfg, "grouped", len(arrays.fine_names),
+                                       arrays.train_x.shape[1])
         for d, rec, prog in zip(run_dirs, records, progress):
             resume_mod.begin(d, rec, prog)
         return _train_job([rec.cfg for rec in records], run_dirs, progress, scs, mix_params,

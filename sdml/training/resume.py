@@ -217,16 +217,18 @@ def check_progress(run_dir: Path, cfg: Config, fuse: str | None = None) -> Progr
         raise ValueError(f"fuse: this run would train {fuse!r} peers but {path} holds "
                          f"{state['fuse']!r} ones; resume with --fuse {state['fuse']}"
                          + (" --device cpu" if state["fuse"] == "loop" else ""))
-    check_epochs(run_dir, cfg.epochs, done)
     log = run_dir / runs.METRICS
     rows, cut = runs.read_metrics_cut(run_dir)
     keep = [r for r in rows if r["epoch"] <= done]
     if done and not log.exists():
         raise DamagedFile(log, f"is missing but {runs.CHECKPOINT} has finished {done} epochs",
                           runs.METRICS_FIX)
-    if [r["epoch"] for r in keep] != list(range(1, done + 1)):
-        raise DamagedFile(log, f"holds the epochs {[r['epoch'] for r in keep]} but "
+    epochs = [r["epoch"] for r in keep]
+    if len(epochs) != done or epochs != list(range(1, len(epochs) + 1)):  # no list of `done` items
+        raise DamagedFile(log, f"holds the epochs {epochs} but "
                                f"{runs.CHECKPOINT} has finished {done}", runs.METRICS_FIX)
+    check_epochs(run_dir, cfg.epochs, done)  # after the files are found to agree: a damaged
+    # epoch count is a damaged file, not an option to change
     unterminated = bool(rows) and not log.read_bytes().endswith(b"\n")  # the next line would join it
     return Progress(done, state, keep, cut or unterminated or len(keep) != len(rows))
 

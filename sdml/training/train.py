@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from sdml.io.readback import check
 from sdml.training import guard
 from sdml.training import resume as resume_mod
 from sdml.training import runs
@@ -79,6 +80,46 @@ def step_builder(cfg: Config, num_classes: int, device: torch.device, in_channel
         model = build_model(cfg, num_classes, device, fuse, in_channels)
         return model, make_optimizer(cfg, model, tensor_lr=tensor_lr)
     return build
+
+
+def check_checkpoint_loads(run_dir: Path, state: dict, cfg: Config, fuse: str, num_classes: int,
+                           in_channels: int) -> None:
+    """Load a resumed run's checkpoint (read and checked by
+    :func:`sdml.training.resume.check_progress`) into a throw-away model and optimizer on the CPU
+    before anything in the folder is written, so that a checkpoint that parses but does not fit
+    the run is reported as damaged, with nothing changed. Beyond what loading checks: the peers'
+    dtypes are the model's, every floating tensor is finite, the optimizer's hyperparameters
+    are the config's, and each momentum buffer has its parameter's shape and dtype (SGD's own
+    ``load_state_dict`` checks none of these; a wrong buffer would fail in the first step)."""
+    path = Path(run_dir) / runs.CHECKPOINT
+    fix = runs.CHECKPOINT_FIX
+    model = build_model(cfg, num_classes, torch.device("cpu"), fuse, in_channels)
+    optimizer = make_optimizer(cfg, model)
+    layout = {k: v.dtype for k, v in model.peer_state_dicts()[0].items()}
+    for i, peer in enumerate(state["peers"]):
+        wrong = [k for k, v in peer.items() if k in layout and v.dtype != layout[k]]
+        check(not wrong, path, f"peer {i}'s {wrong[:1]} has dtype "
+                                    f"{peer[wrong[0]].dtype if wrong else ''}, the model's is "
+                                    f"{layout[wrong[0]] if wrong else ''}", fix)
+        bad = [k for k, v in peer.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        check(not bad, path, f"peer {i}'s {bad[:1]} holds NaN or infinite values", fix)
+    runs.load_checkpoint(run_dir, model, optimizer, fuse, torch.device("cpu"), state=state)
+    for group in optimizer.param_groups:
+        for name in ("momentum", "weight_decay", "nesterov"):
+            want = getattr(cfg, name) if name != "nesterov" else cfg.momentum > 0
+            check(group.get(name) == want, path, f"its optimizer's {name} is "
+                                                       f"{group.get(name)!r}, the run's is {want!r}", fix)
+        for param in group["params"]:
+            buf = optimizer.state.get(param, {}).get("momentum_buffer")
+            if buf is None:
+                check(cfg.momentum == 0 or state["epoch"] == 0, path, "its optimizer state "
+                           "lacks a momentum buffer for a parameter", fix)
+                continue
+            check(isinstance(buf, torch.Tensor) and buf.shape == param.shape
+                       and buf.dtype == param.dtype, path, "a momentum buffer in its optimizer "
+                       "state does not have its parameter's shape and dtype", fix)
+            check(bool(torch.isfinite(buf).all()), path, "a momentum buffer in its "
+                       "optimizer state holds NaN or infinite values", fix)
 
 
 def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.Optimizer:
@@ -293,6 +334,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         if plain:  # the step check made this run fall back when it started: it stays there
             fuse = guard.PLAIN.fuse
         progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg, fuse)
+        if progress is not None and progress.state is not None:
+            check_checkpoint_loads(run_dir, progress.state, record.cfg, fuse,
+                                   len(arrays.fine_names), arrays.train_x.shape[1])
         resume_mod.begin(run_dir, record, progress)
         return _train_claimed(record.cfg, run_dir, progress, sc, mix_params, arrays, progress_bar,
                               log, on_epoch, plain)
