@@ -55,5 +55,8 @@ def test_resolve_superclasses(tmp_path):
     assert resolve_superclasses("cifar").name == "cifar"
     wn = resolve_superclasses("wordnet", 20)
     assert wn.k == 20 and wn.of.shape == (100,)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist; allowed: auto, cifar, wordnet or the path"):
         resolve_superclasses(str(tmp_path / "missing.json"))
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(ValueError, match="folder.json' is a folder, not a file"):
+        resolve_superclasses(str(tmp_path / "folder.json"))

@@ -123,7 +123,9 @@ def load_mapping(path: str | Path, dataset: str = "cifar100") -> Superclasses:
     """Read a superclass mapping of ``dataset``'s classes from a JSON file."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"superclasses: mapping file {str(path)!r} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"superclasses: mapping file {str(path)!r} {what}; allowed: auto, cifar, "
+                         f"wordnet or the path of a JSON mapping file")
     obj = read_json(path, "fix the mapping (see the format in sdml.hierarchy.superclasses) or "
                           "write it again with python -m sdml hierarchy", kind=object)
     return from_json(obj, source=str(path), dataset=dataset)
