@@ -278,8 +278,11 @@ CASES = [  # (id, build(world, case) -> argv, exit code, what the message names)
      3, "checkpoint.pt"),
     ("checkpoint epoch negative", lambda w, c: clone(w, c, checkpoint_edit(lambda s: s.update(epoch=-1))),
      3, "checkpoint.pt"),
+    # a checkpoint past its metrics is damage (the files disagree), not an --epochs to raise
     ("checkpoint past the run", lambda w, c: clone(w, c, checkpoint_edit(lambda s: s.update(epoch=5))),
-     2, "epochs"),
+     3, "metrics.jsonl: holds the epochs [1, 2] but checkpoint.pt has finished 5"),
+    ("--epochs fewer than the run finished", lambda w, c: clone(w, c, None, "--epochs", "1"), 2,
+     "epochs: 1 is fewer than the 2 epochs the run"),
     ("checkpoint of another fuse mode", lambda w, c: clone(w, c, checkpoint_edit(lambda s: s.update(fuse="grouped"))),
      2, "fuse"),
     ("checkpoint of another shape", lambda w, c: clone(w, c, checkpoint_edit(reshaped_peer)), 3,
