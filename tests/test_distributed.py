@@ -40,7 +40,7 @@ def options(data_dir) -> list[str]:
 
 
 #: A gloo process group can abort in C++ when a rank tears it down ("terminate called without an
-#: active exception", SIGABRT): a race in the library, not in the kit, seen once in 69 runs of the
+#: active exception", SIGABRT): a race in the library, not in the kit, seen once in 75 runs of the
 #: worker (docs/fuzzing.md, "No chance in the tests"). The worker test retries on exactly that
 #: message, at most GLOO_TRIES times in all, each into a fresh folder, and each retry shows as a
 #: warning in pytest's summary; any other failure fails at once. If one abort hits a worker run
