@@ -108,8 +108,8 @@ def check_world_size(run_dir: Path, world_size: int) -> None:
                          f"(per-rank BatchNorm makes the world size part of the run)")
 
 
-def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: dict,
-            hold: contextlib.ExitStack) -> tuple[Config, int]:
+def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, device: torch.device,
+            sc, extra: dict, hold: contextlib.ExitStack) -> tuple[Config, int]:
     """Rank 0 claims and checks the run folder (:mod:`sdml.training.resume`: locked for the run's
     life, everything checked before anything is written) and the first rank of each node gets the
     data; every rank learns the config and first epoch, or raises the same one-line error.
@@ -119,6 +119,7 @@ def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: d
 
     from sdml.data.load import dataset_for
     from sdml.training import resume as resume_mod
+    from sdml.training.train import check_checkpoint_loads, resolve_fuse
 
     error, box = None, [None]
     try:
@@ -132,12 +133,8 @@ def prepare(cfg: Config, run_dir: Path, resume: bool, env: RankEnv, sc, extra: d
             deps = {**resume_mod.depends(sc, resume_mod.dataset_identity(cfg.data, arrays)), **extra}
             record = resume_mod.check_record(run_dir, cfg, resume, deps)
             progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg)
-            if progress is not None and progress.state is not None:
-                from sdml.training.train import check_checkpoint_loads, resolve_fuse
-
-                fuse = resolve_fuse(record.cfg.fuse, rank_device(record.cfg.device, env.local_rank))
-                check_checkpoint_loads(run_dir, progress.state, record.cfg, fuse,
-                                       len(arrays.fine_names), arrays.train_x.shape[1])
+            check_checkpoint_loads(run_dir, progress, record.cfg,
+                                   resolve_fuse(record.cfg.fuse, device), arrays)
             resume_mod.begin(run_dir, record, progress)
             box = [(record.cfg.to_dict(), progress.done if progress else 0)]
     except (ValueError, FileNotFoundError) as err:
@@ -186,7 +183,7 @@ def train_ddp(cfg: Config, run_dir: str | Path, resume: bool = False, progress: 
     held = contextlib.ExitStack()  # rank 0's claim on the run folder
     try:
         # setup: rank 0 fetches the data and prepares the folder; then every rank reads the data
-        cfg, first_epoch = prepare(cfg, run_dir, resume, env, sc,
+        cfg, first_epoch = prepare(cfg, run_dir, resume, env, device, sc,
                                    {"ddp": {"world_size": env.world_size}}, held)
         arrays = dataset_for(cfg)
         steps_per_epoch(cfg, len(arrays.train_y))

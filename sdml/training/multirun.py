@@ -210,9 +210,7 @@ def train_many(cfgs: list[Config], run_dirs: list, resume: bool = False, progres
             raise ValueError(f"run_dirs: the runs have finished {done_each} epochs; a fused job "
                              f"resumes runs at the same epoch (resume the others alone first)")
         for d, rec, prog in zip(run_dirs, records, progress):
-            if prog is not None and prog.state is not None:
-                check_checkpoint_loads(d, prog.state, rec.cfg, "grouped", len(arrays.fine_names),
-                                       arrays.train_x.shape[1])
+            check_checkpoint_loads(d, prog, rec.cfg, "grouped", arrays)
         for d, rec, prog in zip(run_dirs, records, progress):
             resume_mod.begin(d, rec, prog)
         return _train_job([rec.cfg for rec in records], run_dirs, progress, scs, mix_params,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from sdml.io.readback import check
+from sdml.io.readback import DamagedFile, check
 from sdml.training import guard
 from sdml.training import resume as resume_mod
 from sdml.training import runs
@@ -82,44 +82,46 @@ def step_builder(cfg: Config, num_classes: int, device: torch.device, in_channel
     return build
 
 
-def check_checkpoint_loads(run_dir: Path, state: dict, cfg: Config, fuse: str, num_classes: int,
-                           in_channels: int) -> None:
-    """Load a resumed run's checkpoint (read and checked by
-    :func:`sdml.training.resume.check_progress`) into a throw-away model and optimizer on the CPU
-    before anything in the folder is written, so that a checkpoint that parses but does not fit
-    the run is reported as damaged, with nothing changed. Beyond what loading checks: the peers'
-    dtypes are the model's, every floating tensor is finite, the optimizer's hyperparameters
-    are the config's, and each momentum buffer has its parameter's shape and dtype (SGD's own
-    ``load_state_dict`` checks none of these; a wrong buffer would fail in the first step)."""
-    path = Path(run_dir) / runs.CHECKPOINT
-    fix = runs.CHECKPOINT_FIX
-    model = build_model(cfg, num_classes, torch.device("cpu"), fuse, in_channels)
+def check_checkpoint_loads(run_dir: Path, progress, cfg: Config, fuse: str, arrays) -> None:
+    """Load a resumed run's checkpoint (``progress.state``, read and checked by
+    :func:`sdml.training.resume.check_progress`; nothing to do without one) into a throw-away
+    model and optimizer on the CPU before anything in the folder is written, so that a
+    checkpoint that parses but does not fit the run is reported as damaged, with nothing
+    changed. Beyond what loading checks: the peers' dtypes are the model's, every floating
+    tensor is finite, the optimizer's hyperparameters are the config's, and each momentum
+    buffer is a finite tensor of its parameter's shape (SGD's ``load_state_dict`` only casts
+    the buffers to their parameters' dtypes; a wrong shape would fail in the first step)."""
+    if progress is None or progress.state is None:
+        return
+    state, path, fix = progress.state, Path(run_dir) / runs.CHECKPOINT, runs.CHECKPOINT_FIX
+    model = build_model(cfg, len(arrays.fine_names), torch.device("cpu"), fuse,
+                        arrays.train_x.shape[1])
     optimizer = make_optimizer(cfg, model)
     layout = {k: v.dtype for k, v in model.peer_state_dicts()[0].items()}
     for i, peer in enumerate(state["peers"]):
-        wrong = [k for k, v in peer.items() if k in layout and v.dtype != layout[k]]
-        check(not wrong, path, f"peer {i}'s {wrong[:1]} has dtype "
-                                    f"{peer[wrong[0]].dtype if wrong else ''}, the model's is "
-                                    f"{layout[wrong[0]] if wrong else ''}", fix)
-        bad = [k for k, v in peer.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        check(not bad, path, f"peer {i}'s {bad[:1]} holds NaN or infinite values", fix)
+        for k, v in peer.items():
+            if k in layout and v.dtype != layout[k]:
+                raise DamagedFile(path, f"peer {i}'s {[k]} has dtype {v.dtype}, the model's is "
+                                        f"{layout[k]}", fix)
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise DamagedFile(path, f"peer {i}'s {[k]} holds NaN or infinite values", fix)
     runs.load_checkpoint(run_dir, model, optimizer, fuse, torch.device("cpu"), state=state)
     for group in optimizer.param_groups:
-        for name in ("momentum", "weight_decay", "nesterov"):
-            want = getattr(cfg, name) if name != "nesterov" else cfg.momentum > 0
+        for name, want in (("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay),
+                           ("nesterov", cfg.momentum > 0)):  # as make_optimizer sets them
             check(group.get(name) == want, path, f"its optimizer's {name} is "
-                                                       f"{group.get(name)!r}, the run's is {want!r}", fix)
+                                                 f"{group.get(name)!r}, the run's is {want!r}", fix)
         for param in group["params"]:
             buf = optimizer.state.get(param, {}).get("momentum_buffer")
             if buf is None:
-                check(cfg.momentum == 0 or state["epoch"] == 0, path, "its optimizer state "
-                           "lacks a momentum buffer for a parameter", fix)
+                check(cfg.momentum == 0 or state["epoch"] == 0, path,
+                      "its optimizer state lacks a momentum buffer for a parameter", fix)
                 continue
-            check(isinstance(buf, torch.Tensor) and buf.shape == param.shape
-                       and buf.dtype == param.dtype, path, "a momentum buffer in its optimizer "
-                       "state does not have its parameter's shape and dtype", fix)
-            check(bool(torch.isfinite(buf).all()), path, "a momentum buffer in its "
-                       "optimizer state holds NaN or infinite values", fix)
+            check(isinstance(buf, torch.Tensor) and buf.shape == param.shape, path,
+                  "a momentum buffer in its optimizer state does not have its parameter's shape "
+                  "and dtype", fix)
+            check(bool(torch.isfinite(buf).all()), path,
+                  "a momentum buffer in its optimizer state holds NaN or infinite values", fix)
 
 
 def make_optimizer(cfg: Config, model, tensor_lr: bool = False) -> torch.optim.Optimizer:
@@ -334,9 +336,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool
         if plain:  # the step check made this run fall back when it started: it stays there
             fuse = guard.PLAIN.fuse
         progress = None if record.new else resume_mod.check_progress(run_dir, record.cfg, fuse)
-        if progress is not None and progress.state is not None:
-            check_checkpoint_loads(run_dir, progress.state, record.cfg, fuse,
-                                   len(arrays.fine_names), arrays.train_x.shape[1])
+        check_checkpoint_loads(run_dir, progress, record.cfg, fuse, arrays)
         resume_mod.begin(run_dir, record, progress)
         return _train_claimed(record.cfg, run_dir, progress, sc, mix_params, arrays, progress_bar,
                               log, on_epoch, plain)
